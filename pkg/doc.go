@@ -1,0 +1,8 @@
+// Package pkg is the root of the contracts shared by the Presence services.
+//
+// Each subpackage is one idea that crosses a process boundary: subject names
+// (subject), stored and wire models (model), SDK events (event), the worker's
+// input (connevent), token checks (token), SDK-shaped errors (apierror),
+// JetStream streams and KV buckets (store), the embedded NATS server
+// (natsserver) and flag/environment configuration (config).
+package pkg

@@ -1,0 +1,115 @@
+package model
+
+import (
+	"encoding/json"
+	"maps"
+	"time"
+)
+
+// ChannelType is a channel type's configuration. ConnectEvents is the
+// presence switch: off means no presence events on that type's channels.
+type ChannelType struct {
+	Name          string    `json:"name"`
+	ConnectEvents bool      `json:"connect_events"`
+	TypingEvents  bool      `json:"typing_events"`
+	ReadEvents    bool      `json:"read_events"`
+	Replies       bool      `json:"replies"`
+	Reactions     bool      `json:"reactions"`
+	Search        bool      `json:"search"`
+	Mutes         bool      `json:"mutes"`
+	MaxMessageLen int       `json:"max_message_length"`
+	CreatedAt     time.Time `json:"created_at"`
+	UpdatedAt     time.Time `json:"updated_at"`
+}
+
+// DefaultChannelTypes are the types that exist out of the box, as in Stream,
+// all with presence on.
+func DefaultChannelTypes(now time.Time) []ChannelType {
+	var out []ChannelType
+	for _, n := range []string{"messaging", "livestream", "team", "gaming", "commerce"} {
+		out = append(out, ChannelType{
+			Name: n, ConnectEvents: true, TypingEvents: true, ReadEvents: true,
+			Replies: true, Reactions: true, Search: true, Mutes: true,
+			MaxMessageLen: 5000, CreatedAt: now, UpdatedAt: now,
+		})
+	}
+	return out
+}
+
+// Member is a user's membership in a channel.
+type Member struct {
+	UserID      string    `json:"user_id"`
+	ChannelRole string    `json:"channel_role"`
+	CreatedAt   time.Time `json:"created_at"`
+	UpdatedAt   time.Time `json:"updated_at"`
+}
+
+// Channel is a stored channel. Custom fields sit at the top level on the wire.
+type Channel struct {
+	Type        string
+	ID          string
+	CreatedByID string
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+	Members     []Member
+	Custom      map[string]any
+}
+
+// CID is the channel's "type:id".
+func (c Channel) CID() string { return c.Type + ":" + c.ID }
+
+// HasMember reports whether user is a member.
+func (c Channel) HasMember(user string) bool {
+	for _, m := range c.Members {
+		if m.UserID == user {
+			return true
+		}
+	}
+	return false
+}
+
+type channelStored struct {
+	Type        string         `json:"type"`
+	ID          string         `json:"id"`
+	CreatedByID string         `json:"created_by_id,omitempty"`
+	CreatedAt   time.Time      `json:"created_at"`
+	UpdatedAt   time.Time      `json:"updated_at"`
+	Members     []Member       `json:"members"`
+	Custom      map[string]any `json:"custom,omitempty"`
+}
+
+// MarshalJSON writes the stored form.
+func (c Channel) MarshalJSON() ([]byte, error) {
+	return json.Marshal(channelStored{c.Type, c.ID, c.CreatedByID, c.CreatedAt, c.UpdatedAt, c.Members, c.Custom})
+}
+
+// UnmarshalJSON reads the stored form.
+func (c *Channel) UnmarshalJSON(b []byte) error {
+	var s channelStored
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	*c = Channel{s.Type, s.ID, s.CreatedByID, s.CreatedAt, s.UpdatedAt, s.Members, s.Custom}
+	return nil
+}
+
+// Clone returns a copy safe to modify.
+func (c Channel) Clone() Channel {
+	c.Members = append([]Member(nil), c.Members...)
+	c.Custom = maps.Clone(c.Custom)
+	return c
+}
+
+// ChannelReserved are channel fields that are never custom.
+var ChannelReserved = map[string]bool{
+	"id": true, "type": true, "cid": true, "created_at": true, "updated_at": true,
+	"created_by": true, "created_by_id": true, "members": true, "member_count": true,
+	"config": true, "own_capabilities": true, "frozen": true, "disabled": true,
+	"last_message_at": true, "deleted_at": true, "hidden": true, "truncated_at": true,
+}
+
+// Memberships is the list of channels one user belongs to, kept by the api so
+// the worker can route a user's transitions to channel subjects.
+type Memberships struct {
+	CIDs []string `json:"cids"`
+}

@@ -1,0 +1,34 @@
+package model
+
+import "time"
+
+// Presence is a user's presence state, owned by the worker and stored under
+// the user's id. The connection set, not a counter: applying an event twice
+// or out of order must leave the same state (I3).
+type Presence struct {
+	// Conns are the live connections by connection id.
+	Conns map[string]Conn `json:"conns,omitempty"`
+	// Closed remembers connections already closed, so an "opened" delivered
+	// after its "closed" does not resurrect them. Pruned after a while.
+	Closed map[string]time.Time `json:"closed,omitempty"`
+	// Invisible mirrors the profile flag; InvisibleRev is the profile revision
+	// it came from, so older visibility changes arriving late are ignored.
+	Invisible    bool   `json:"invisible,omitempty"`
+	InvisibleRev uint64 `json:"invisible_rev,omitempty"`
+	// LastActive is frozen while invisible.
+	LastActive time.Time `json:"last_active,omitzero"`
+	// Online is the visible state last emitted; Version counts transitions so
+	// watchers can drop duplicates and stale events (I2).
+	Online  bool   `json:"online,omitempty"`
+	Version uint64 `json:"version,omitempty"`
+}
+
+// Conn is one live connection.
+type Conn struct {
+	Node     string    `json:"node"`
+	Epoch    uint64    `json:"epoch"`
+	OpenedAt time.Time `json:"opened_at"`
+}
+
+// Visible reports whether others see the user online (I1).
+func (p Presence) Visible() bool { return len(p.Conns) > 0 && !p.Invisible }

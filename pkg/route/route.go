@@ -1,0 +1,99 @@
+// Package route decides where a user's events go: the user's own subject plus
+// the subject of each channel the user is a member of whose channel type has
+// presence (connect_events) on. Workers, api nodes and gateways all route the
+// same way through this package.
+package route
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"sync"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/presencehq/presence/pkg/model"
+	"github.com/presencehq/presence/pkg/store"
+)
+
+// Router routes events, keeping channel types current from a KV watch.
+type Router struct {
+	st *store.Store
+
+	mu    sync.RWMutex
+	types map[string]bool // channel type → connect_events
+	ready chan struct{}
+}
+
+// New starts watching channel types; the watch ends with ctx.
+func New(ctx context.Context, st *store.Store) (*Router, error) {
+	w, err := st.ChannelTypes.WatchAll(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r := &Router{st: st, types: map[string]bool{}, ready: make(chan struct{})}
+	go r.follow(ctx, w)
+	select {
+	case <-r.ready:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return r, nil
+}
+
+func (r *Router) follow(ctx context.Context, w jetstream.KeyWatcher) {
+	defer w.Stop()
+	once := sync.OnceFunc(func() { close(r.ready) })
+	defer once()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e, ok := <-w.Updates():
+			if !ok {
+				return
+			}
+			if e == nil { // initial values delivered
+				once()
+				continue
+			}
+			r.mu.Lock()
+			if e.Operation() != jetstream.KeyValuePut {
+				delete(r.types, e.Key())
+			} else {
+				var ct model.ChannelType
+				if json.Unmarshal(e.Value(), &ct) == nil {
+					r.types[e.Key()] = ct.ConnectEvents
+				}
+			}
+			r.mu.Unlock()
+		}
+	}
+}
+
+// PresenceEnabled reports whether channels of type carry presence events.
+func (r *Router) PresenceEnabled(channelType string) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.types[channelType]
+}
+
+// Channels returns the cids of user's channels with presence enabled.
+func (r *Router) Channels(ctx context.Context, user string) ([]string, error) {
+	ms, _, err := store.Get[model.Memberships](ctx, r.st.Memberships, store.Key(user))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := ms.CIDs[:0:0]
+	for _, cid := range ms.CIDs {
+		typ, _, _ := strings.Cut(cid, ":")
+		if r.PresenceEnabled(typ) {
+			out = append(out, cid)
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,218 @@
+// Package store is Presence's system of record in JetStream: the input stream
+// the workers consume and the KV buckets holding users, presence state,
+// channels, channel types, memberships and gateway node leases.
+//
+// Every write is a compare-and-set on the KV revision (Update), so any number
+// of api nodes, gateways and workers may write the same key concurrently.
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/presencehq/presence/pkg/model"
+)
+
+// Names of the stream, the workers' consumer and the buckets.
+const (
+	StreamInput        = "PRESENCE_IN"
+	ConsumerWorkers    = "presence-workers"
+	BucketUsers        = "presence_users"
+	BucketPresence     = "presence_state"
+	BucketChannels     = "presence_channels"
+	BucketChannelTypes = "presence_channel_types"
+	BucketMemberships  = "presence_memberships"
+	BucketNodes        = "presence_nodes"
+)
+
+// ErrNotFound is returned for a missing record.
+var ErrNotFound = errors.New("not found")
+
+// errUnchanged lets an update function say "nothing to write".
+var errUnchanged = errors.New("unchanged")
+
+// ErrUnchanged is returned by an Update function that has nothing to write;
+// Update then returns the current value without writing.
+var ErrUnchanged = errUnchanged
+
+// Options for Setup.
+type Options struct {
+	// Replicas of the stream and buckets (1 on a single server, 3 in a cluster).
+	Replicas int
+	// InputMaxAge bounds how long input events are kept. It must exceed the
+	// last_active refresh interval: a node's live connections are found by
+	// reading its recent events.
+	InputMaxAge time.Duration
+}
+
+// Store holds the bound buckets.
+type Store struct {
+	JS           jetstream.JetStream
+	Users        jetstream.KeyValue
+	Presence     jetstream.KeyValue
+	Channels     jetstream.KeyValue
+	ChannelTypes jetstream.KeyValue
+	Memberships  jetstream.KeyValue
+	Nodes        jetstream.KeyValue
+}
+
+// Setup creates or updates the stream and buckets and the default channel
+// types. Safe to call from every process at start.
+func Setup(ctx context.Context, js jetstream.JetStream, o Options) (*Store, error) {
+	if o.Replicas <= 0 {
+		o.Replicas = 1
+	}
+	if o.InputMaxAge <= 0 {
+		o.InputMaxAge = time.Hour
+	}
+	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:       StreamInput,
+		Subjects:   []string{"presence.in.>"},
+		Storage:    jetstream.FileStorage,
+		Replicas:   o.Replicas,
+		MaxAge:     o.InputMaxAge,
+		Duplicates: 2 * time.Minute,
+		Discard:    jetstream.DiscardOld,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: stream %s: %w", StreamInput, err)
+	}
+	s := &Store{JS: js}
+	for _, b := range []struct {
+		name string
+		kv   *jetstream.KeyValue
+	}{
+		{BucketUsers, &s.Users}, {BucketPresence, &s.Presence}, {BucketChannels, &s.Channels},
+		{BucketChannelTypes, &s.ChannelTypes}, {BucketMemberships, &s.Memberships}, {BucketNodes, &s.Nodes},
+	} {
+		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: b.name, History: 1, Storage: jetstream.FileStorage, Replicas: o.Replicas,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("store: bucket %s: %w", b.name, err)
+		}
+		*b.kv = kv
+	}
+	for _, ct := range model.DefaultChannelTypes(time.Now().UTC()) {
+		b, _ := json.Marshal(ct)
+		if _, err := s.ChannelTypes.Create(ctx, ct.Name, b); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+			return nil, fmt.Errorf("store: default channel type %s: %w", ct.Name, err)
+		}
+	}
+	return s, nil
+}
+
+// Open binds buckets created by Setup, waiting for them up to ctx's deadline.
+func Open(ctx context.Context, js jetstream.JetStream) (*Store, error) {
+	s := &Store{JS: js}
+	for _, b := range []struct {
+		name string
+		kv   *jetstream.KeyValue
+	}{
+		{BucketUsers, &s.Users}, {BucketPresence, &s.Presence}, {BucketChannels, &s.Channels},
+		{BucketChannelTypes, &s.ChannelTypes}, {BucketMemberships, &s.Memberships}, {BucketNodes, &s.Nodes},
+	} {
+		kv, err := js.KeyValue(ctx, b.name)
+		if err != nil {
+			return nil, fmt.Errorf("store: bucket %s: %w", b.name, err)
+		}
+		*b.kv = kv
+	}
+	return s, nil
+}
+
+// Key turns an id into a KV key. Ids may hold '@' and '!', which KV keys may
+// not; they are escaped with '=' (never part of an id).
+func Key(id string) string {
+	if !strings.ContainsAny(id, "@!") {
+		return id
+	}
+	return strings.NewReplacer("@", "=40", "!", "=21").Replace(id)
+}
+
+// ID reverses Key for user ids.
+func ID(key string) string {
+	if !strings.Contains(key, "=") {
+		return key
+	}
+	return strings.NewReplacer("=40", "@", "=21", "!").Replace(key)
+}
+
+// ChannelKey is the key of a channel: "<type>.<id>".
+func ChannelKey(typ, id string) string { return Key(typ) + "." + Key(id) }
+
+// ChannelCID reverses ChannelKey into "type:id".
+func ChannelCID(key string) string {
+	typ, id, _ := strings.Cut(key, ".")
+	return ID(typ) + ":" + ID(id)
+}
+
+// Get reads and decodes key. A missing key is ErrNotFound.
+func Get[T any](ctx context.Context, kv jetstream.KeyValue, key string) (T, uint64, error) {
+	var v T
+	e, err := kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return v, 0, ErrNotFound
+	}
+	if err != nil {
+		return v, 0, err
+	}
+	if err := json.Unmarshal(e.Value(), &v); err != nil {
+		return v, 0, fmt.Errorf("store: decode %s/%s: %w", kv.Bucket(), key, err)
+	}
+	return v, e.Revision(), nil
+}
+
+// Update reads key, lets fn change the value (exists says whether it was
+// there) and writes it back with compare-and-set, retrying on conflict. fn may
+// run several times and must not have side effects. If fn returns
+// ErrUnchanged nothing is written. Update returns the value and revision now
+// stored and whether this call wrote it.
+func Update[T any](ctx context.Context, kv jetstream.KeyValue, key string, fn func(v *T, exists bool) error) (T, uint64, bool, error) {
+	for attempt := 0; ; attempt++ {
+		v, rev, err := Get[T](ctx, kv, key)
+		exists := err == nil
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return v, 0, false, err
+		}
+		if err := fn(&v, exists); errors.Is(err, ErrUnchanged) {
+			return v, rev, false, nil
+		} else if err != nil {
+			return v, rev, false, err
+		}
+		b, err := json.Marshal(v)
+		if err != nil {
+			return v, 0, false, fmt.Errorf("store: encode %s/%s: %w", kv.Bucket(), key, err)
+		}
+		var newRev uint64
+		if exists {
+			newRev, err = kv.Update(ctx, key, b, rev)
+		} else {
+			newRev, err = kv.Create(ctx, key, b)
+		}
+		if err == nil {
+			return v, newRev, true, nil
+		}
+		if !isConflict(err) {
+			return v, 0, false, err
+		}
+		if ctx.Err() != nil {
+			return v, 0, false, ctx.Err()
+		}
+		// Another writer won; read again and reapply.
+	}
+}
+
+func isConflict(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
+		return true
+	}
+	return errors.Is(err, jetstream.ErrKeyExists)
+}

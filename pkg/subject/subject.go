@@ -1,0 +1,105 @@
+// Package subject names every NATS subject Presence uses and validates every
+// id before it becomes part of one (DESIGN.md I7).
+//
+// The subject tree:
+//
+//	presence.in.conn.<node>.<user>        connection opened/closed/active (JetStream, worker input)
+//	presence.in.user.<user>               visibility changes from the api (JetStream, worker input)
+//	presence.in.node.<node>               a gateway node started under a new epoch (JetStream, worker input)
+//	presence.events.user.<user>           user.presence.changed / user.updated for one user
+//	presence.events.channel.<type>.<id>   the same events, for each channel the user is in
+//	presence.gateway.<node>.watch         request: add or remove watches of one connection
+package subject
+
+import (
+	"errors"
+	"fmt"
+)
+
+// ErrInvalidID is returned for an id that may not become part of a subject.
+var ErrInvalidID = errors.New("invalid id")
+
+// Limits on ids. Stream allows longer user ids, but ids this long are already
+// unusual and every byte is repeated in every subject and KV key.
+const (
+	MaxUserIDLen      = 128
+	MaxChannelIDLen   = 64
+	MaxChannelTypeLen = 64
+	MaxNodeLen        = 64
+)
+
+const (
+	// Stream is the JetStream stream holding the worker's input.
+	InputAll = "presence.in.>"
+	connIn   = "presence.in.conn."
+	userIn   = "presence.in.user."
+	nodeIn   = "presence.in.node."
+
+	// EventsAll matches every outgoing presence event.
+	EventsAll     = "presence.events.>"
+	userEvents    = "presence.events.user."
+	channelEvents = "presence.events.channel."
+)
+
+func validChar(c byte, extra string) bool {
+	switch {
+	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_', c == '-':
+		return true
+	}
+	for i := 0; i < len(extra); i++ {
+		if c == extra[i] {
+			return true
+		}
+	}
+	return false
+}
+
+func check(kind, id string, max int, extra string) error {
+	if id == "" {
+		return fmt.Errorf("%w: %s is empty", ErrInvalidID, kind)
+	}
+	if len(id) > max {
+		return fmt.Errorf("%w: %s is longer than %d characters", ErrInvalidID, kind, max)
+	}
+	for i := 0; i < len(id); i++ {
+		if !validChar(id[i], extra) {
+			return fmt.Errorf("%w: %s %q may contain only letters, digits and %q", ErrInvalidID, kind, id, "_-"+extra)
+		}
+	}
+	return nil
+}
+
+// CheckUserID validates a user id: letters, digits, '_', '-', '@' and '!'.
+func CheckUserID(id string) error { return check("user id", id, MaxUserIDLen, "@!") }
+
+// CheckChannelType validates a channel type name: letters, digits, '_', '-'.
+func CheckChannelType(t string) error { return check("channel type", t, MaxChannelTypeLen, "") }
+
+// CheckChannelID validates a channel id: letters, digits, '_', '-', '!', '@'.
+func CheckChannelID(id string) error { return check("channel id", id, MaxChannelIDLen, "!@") }
+
+// CheckNode validates a gateway node name: letters, digits, '_', '-'.
+func CheckNode(n string) error { return check("node name", n, MaxNodeLen, "") }
+
+// ConnEvent is the subject of a connection event of user on node.
+func ConnEvent(node, user string) string { return connIn + node + "." + user }
+
+// ConnEventsOfNode matches every connection event of one node.
+func ConnEventsOfNode(node string) string { return connIn + node + ".>" }
+
+// UserCommand is the subject of a visibility change of user.
+func UserCommand(user string) string { return userIn + user }
+
+// NodeStarted is the subject announcing a node's new epoch.
+func NodeStarted(node string) string { return nodeIn + node }
+
+// UserEvents is the subject of events about one user.
+func UserEvents(user string) string { return userEvents + user }
+
+// ChannelEvents is the subject of events about the members of one channel.
+func ChannelEvents(channelType, channelID string) string {
+	return channelEvents + channelType + "." + channelID
+}
+
+// GatewayWatch is the request subject of a gateway node's watch registry.
+func GatewayWatch(node string) string { return "presence.gateway." + node + ".watch" }
