@@ -1,0 +1,336 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"reflect"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/presencehq/presence/pkg/apierror"
+	"github.com/presencehq/presence/pkg/connevent"
+	"github.com/presencehq/presence/pkg/connid"
+	"github.com/presencehq/presence/pkg/event"
+	"github.com/presencehq/presence/pkg/model"
+	"github.com/presencehq/presence/pkg/store"
+	"github.com/presencehq/presence/pkg/subject"
+)
+
+// Bounds on what a client sends.
+const (
+	maxConnectJSON = 16 << 10 // the json query parameter
+	maxFrame       = 4 << 10  // one client frame (health checks are tiny)
+)
+
+// connectRequest is the SDK's "json" query parameter.
+type connectRequest struct {
+	UserID      string         `json:"user_id"`
+	UserDetails map[string]any `json:"user_details"`
+}
+
+// conn is one accepted socket.
+type conn struct {
+	id   string
+	seq  uint64
+	user string
+	ws   *websocket.Conn
+	send chan []byte
+	done chan struct{}
+
+	closeOnce sync.Once
+	// users and cids are the watches, guarded by relay.mu.
+	users map[string]struct{}
+	cids  map[string]struct{}
+}
+
+// enqueue queues an event for the socket; a socket too slow to keep up is
+// closed rather than allowed to hold up the relay.
+func (c *conn) enqueue(b []byte) {
+	select {
+	case c.send <- b:
+	case <-c.done:
+	default:
+		go c.close(websocket.StatusTryAgainLater, "too slow to keep up")
+	}
+}
+
+func (c *conn) close(code websocket.StatusCode, reason string) {
+	c.closeOnce.Do(func() {
+		close(c.done)
+		_ = c.ws.Close(code, reason)
+	})
+}
+
+func (g *Gateway) serveConnect(w http.ResponseWriter, r *http.Request) {
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+		// Clients authenticate with a token in the URL, never with cookies, so
+		// a cross-origin page gains nothing: browsers on any origin may connect.
+		InsecureSkipVerify: true,
+	})
+	if err != nil {
+		return // Accept has answered the request
+	}
+	ws.SetReadLimit(maxFrame)
+	g.connWG.Add(1)
+	defer g.connWG.Done()
+
+	c, profile, p, apiErr := g.admit(r, ws)
+	if apiErr != nil {
+		g.reject(ws, apiErr)
+		return
+	}
+	ctx := r.Context()
+	ok := event.Event{Type: event.ConnectionOK, ConnectionID: c.id, Me: selfView(profile, p), CreatedAt: time.Now().UTC()}
+	// connection.ok strictly first: the SDK takes the first frame as the answer.
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	err = ws.Write(wctx, websocket.MessageText, ok.Encode())
+	if err == nil {
+		hc := event.Event{Type: event.HealthCheck, ConnectionID: c.id, CreatedAt: time.Now().UTC()}
+		err = ws.Write(wctx, websocket.MessageText, hc.Encode())
+	}
+	cancel()
+	if err == nil {
+		done := make(chan struct{})
+		go func() { defer close(done); g.writeLoop(c) }()
+		g.readLoop(ctx, c)
+		c.close(websocket.StatusNormalClosure, "")
+		<-done
+	}
+	g.forget(c)
+}
+
+// admit checks the connect request, applies the connect-time user details and
+// publishes the opening; it returns the registered connection.
+func (g *Gateway) admit(r *http.Request, ws *websocket.Conn) (*conn, model.User, model.Presence, *apierror.Error) {
+	q := r.URL.Query()
+	if q.Get("api_key") != g.cfg.APIKey {
+		return nil, model.User{}, model.Presence{}, apierror.New(apierror.CodeAccessKey, http.StatusUnauthorized, "api_key not valid")
+	}
+	raw := q.Get("json")
+	if len(raw) > maxConnectJSON {
+		return nil, model.User{}, model.Presence{}, apierror.New(apierror.CodePayloadTooBig, http.StatusRequestEntityTooLarge, "json parameter is larger than %d bytes", maxConnectJSON)
+	}
+	var req connectRequest
+	if err := json.Unmarshal([]byte(raw), &req); err != nil {
+		return nil, model.User{}, model.Presence{}, apierror.Input("json parameter is not valid JSON: %v", err)
+	}
+	claims, err := g.tokens.CheckUser(q.Get("authorization"))
+	if err != nil {
+		return nil, model.User{}, model.Presence{}, apierror.FromToken(err)
+	}
+	if claims.Server {
+		return nil, model.User{}, model.Presence{}, apierror.New(apierror.CodeAuthFailed, http.StatusUnauthorized, "a server-side token cannot open a user connection")
+	}
+	if req.UserID == "" {
+		req.UserID = claims.UserID
+	}
+	if req.UserID != claims.UserID {
+		return nil, model.User{}, model.Presence{}, apierror.New(apierror.CodeAuthFailed, http.StatusUnauthorized, "user_id %q does not match the token's user", req.UserID)
+	}
+	if err := subject.CheckUserID(req.UserID); err != nil {
+		return nil, model.User{}, model.Presence{}, apierror.Input("%v", err)
+	}
+	g.mu.Lock()
+	draining := g.draining
+	g.mu.Unlock()
+	if draining {
+		return nil, model.User{}, model.Presence{}, apierror.New(apierror.CodeInternal, http.StatusServiceUnavailable, "gateway is draining, reconnect")
+	}
+
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	profile, rev, changed, err := g.applyDetails(ctx, req.UserID, req.UserDetails)
+	var inErr *apierror.Error
+	if errors.As(err, &inErr) {
+		return nil, model.User{}, model.Presence{}, inErr
+	}
+	if err != nil {
+		g.log.Error("connect: store user", "user", req.UserID, "err", err)
+		return nil, model.User{}, model.Presence{}, apierror.Internal()
+	}
+	p, _, err := store.Get[model.Presence](ctx, g.st.Presence, store.Key(req.UserID))
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		g.log.Error("connect: read presence", "user", req.UserID, "err", err)
+		return nil, model.User{}, model.Presence{}, apierror.Internal()
+	}
+
+	seq := g.seq.Add(1)
+	c := &conn{
+		id:   connid.ID{Node: g.cfg.NodeName, Epoch: g.epoch, Seq: seq}.String(),
+		seq:  seq,
+		user: req.UserID,
+		ws:   ws,
+		send: make(chan []byte, g.cfg.SendQueue),
+		done: make(chan struct{}),
+	}
+	now := time.Now().UTC()
+	opened := connevent.Event{
+		Kind: connevent.Opened, User: c.user, ConnID: c.id, Node: g.cfg.NodeName, Epoch: g.epoch,
+		At: now, Invisible: profile.Invisible, ProfileRev: rev,
+	}
+	if err := g.publish(ctx, opened); err != nil {
+		g.log.Error("connect: publish opened", "conn", c.id, "err", err)
+		return nil, model.User{}, model.Presence{}, apierror.Internal()
+	}
+	g.mu.Lock()
+	g.conns[c.id] = c
+	g.mu.Unlock()
+	if changed {
+		g.publishUserUpdated(ctx, profile, p, rev)
+	}
+	// What the user sees of themselves right after connecting.
+	if !profile.Invisible {
+		p.LastActive = now
+	}
+	p.Conns = map[string]model.Conn{c.id: {Node: g.cfg.NodeName, Epoch: g.epoch, OpenedAt: now}}
+	p.Invisible = profile.Invisible
+	return c, profile, p, nil
+}
+
+// applyDetails stores the connect-time user details (creating the user on
+// first connect) and returns the profile, its revision and whether it changed
+// in a way watchers see.
+func (g *Gateway) applyDetails(ctx context.Context, id string, details map[string]any) (model.User, uint64, bool, error) {
+	if b, _ := json.Marshal(details); len(b) > model.MaxUserBytes {
+		return model.User{}, 0, false, apierror.Input("user_details are larger than %d bytes", model.MaxUserBytes)
+	}
+	var visibleChange bool
+	u, rev, wrote, err := store.Update(ctx, g.st.Users, store.Key(id), func(u *model.User, exists bool) error {
+		before := u.Clone()
+		now := time.Now().UTC()
+		if !exists {
+			*u = model.User{ID: id, Role: "user", CreatedAt: now}
+		}
+		for k, v := range details {
+			if k == "role" || k == "id" {
+				continue // never from the client
+			}
+			if err := u.Set(k, v); err != nil {
+				return apierror.Input("user_details: %v", err)
+			}
+		}
+		if exists && reflect.DeepEqual(before, *u) {
+			return store.ErrUnchanged
+		}
+		u.UpdatedAt = now
+		b := before
+		b.Invisible, b.UpdatedAt = u.Invisible, u.UpdatedAt
+		visibleChange = exists && !reflect.DeepEqual(b, *u)
+		return nil
+	})
+	return u, rev, wrote && visibleChange, err
+}
+
+// publishUserUpdated tells watchers that a user's profile changed at connect.
+func (g *Gateway) publishUserUpdated(ctx context.Context, u model.User, p model.Presence, rev uint64) {
+	cids, err := g.router.Channels(ctx, u.ID)
+	if err != nil {
+		g.log.Warn("connect: route user.updated", "user", u.ID, "err", err)
+	}
+	ev := event.Event{Type: event.UserUpdated, User: model.View(u, p, model.Other), CreatedAt: time.Now().UTC()}
+	if err := event.Publish(g.nc, event.Meta{User: u.ID, Stream: event.StreamUser, Version: rev, CIDs: cids}, ev.Encode()); err != nil {
+		g.log.Warn("connect: publish user.updated", "user", u.ID, "err", err)
+	}
+}
+
+// selfView is the user's own "me": the invisible flag shows; online reads as
+// others see it.
+func selfView(u model.User, p model.Presence) map[string]any {
+	return model.View(u, p, model.Self)
+}
+
+// reject sends the SDK's error frame and closes with 1000 so the SDK does not
+// retry a connect that cannot succeed.
+func (g *Gateway) reject(ws *websocket.Conn, e *apierror.Error) {
+	e.Duration = "0.00ms"
+	b, _ := json.Marshal(map[string]any{"error": e})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = ws.Write(ctx, websocket.MessageText, b)
+	code := websocket.StatusNormalClosure
+	if e.Code == apierror.CodeInternal {
+		code = websocket.StatusTryAgainLater // retryable
+	}
+	_ = ws.Close(code, "connect rejected")
+}
+
+// readLoop reads client frames until the socket ends or stays silent past
+// the health timeout, answering health checks.
+func (g *Gateway) readLoop(ctx context.Context, c *conn) {
+	for {
+		rctx, cancel := context.WithTimeout(ctx, g.cfg.HealthTimeout)
+		typ, b, err := c.ws.Read(rctx)
+		cancel()
+		if err != nil {
+			return
+		}
+		if typ != websocket.MessageText {
+			continue
+		}
+		if isHealthCheck(b) {
+			hc := event.Event{Type: event.HealthCheck, ConnectionID: c.id, CreatedAt: time.Now().UTC()}
+			c.enqueue(hc.Encode())
+		}
+	}
+}
+
+// isHealthCheck reports whether a client frame is the SDK's ping: a JSON
+// array of events whose first is a health.check.
+func isHealthCheck(b []byte) bool {
+	var evs []struct {
+		Type string `json:"type"`
+	}
+	if json.Unmarshal(b, &evs) != nil {
+		var one struct {
+			Type string `json:"type"`
+		}
+		if json.Unmarshal(b, &one) != nil {
+			return false
+		}
+		return one.Type == event.HealthCheck
+	}
+	return len(evs) > 0 && evs[0].Type == event.HealthCheck
+}
+
+func (g *Gateway) writeLoop(c *conn) {
+	for {
+		select {
+		case <-c.done:
+			return
+		case b := <-c.send:
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err := c.ws.Write(ctx, websocket.MessageText, b)
+			cancel()
+			if err != nil {
+				c.close(websocket.StatusGoingAway, "write failed")
+				return
+			}
+		}
+	}
+}
+
+// forget unregisters a closed connection and publishes its closing.
+func (g *Gateway) forget(c *conn) {
+	g.mu.Lock()
+	delete(g.conns, c.id)
+	g.mu.Unlock()
+	g.relay.drop(c)
+	ev := connevent.Event{Kind: connevent.Closed, User: c.user, ConnID: c.id, Node: g.cfg.NodeName, Epoch: g.epoch, At: time.Now().UTC()}
+	// Retried until it lands: a lost "closed" would leave the user online
+	// until the node's lease lapses.
+	for attempt := 0; attempt < 5; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := g.publish(ctx, ev)
+		cancel()
+		if err == nil {
+			return
+		}
+		g.log.Warn("publish closed", "conn", c.id, "attempt", attempt+1, "err", err)
+		time.Sleep(time.Duration(attempt+1) * 200 * time.Millisecond)
+	}
+	g.log.Error("gave up publishing closed; the node lease will expire it", "conn", c.id)
+}

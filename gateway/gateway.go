@@ -1,0 +1,187 @@
+// Package gateway is the WebSocket edge of Presence: it checks tokens, answers
+// the SDK's connect and health checks, publishes connection opened/closed to
+// JetStream, and relays presence events to the connections watching them.
+// A gateway holds no state another node needs: everything it knows dies with
+// its connections, and its node lease tells the workers when that happened.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/presencehq/presence/pkg/connevent"
+	"github.com/presencehq/presence/pkg/route"
+	"github.com/presencehq/presence/pkg/store"
+	"github.com/presencehq/presence/pkg/subject"
+	"github.com/presencehq/presence/pkg/token"
+)
+
+// Gateway is one gateway node.
+type Gateway struct {
+	cfg    Config
+	log    *slog.Logger
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	st     *store.Store
+	router *route.Router
+	tokens *token.Checker
+	relay  *relay
+	// epoch tells this run of the node apart from earlier runs under the
+	// same name (I6).
+	epoch uint64
+	seq   atomic.Uint64
+
+	mu       sync.Mutex
+	conns    map[string]*conn
+	draining bool
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // background loops
+	connWG sync.WaitGroup // connection handlers
+}
+
+// New starts a gateway node on nc: it announces its new epoch, starts its
+// lease and watch registry. Serve its Handler; call Close to drain.
+func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Gateway, error) {
+	cfg.defaults()
+	if err := subject.CheckNode(cfg.NodeName); err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	if cfg.APISecret == "" {
+		return nil, errors.New("gateway: an API secret is required")
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("node", cfg.NodeName)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	st, err := store.Setup(ctx, js, store.Options{InputMaxAge: inputMaxAge(cfg.ActiveInterval)})
+	if err != nil {
+		return nil, err
+	}
+	g := &Gateway{
+		cfg:    cfg,
+		log:    log,
+		nc:     nc,
+		js:     js,
+		st:     st,
+		tokens: token.NewChecker(cfg.APISecret, token.WithPreviousSecret(cfg.APISecretPrevious), token.WithDevTokens(cfg.DevTokens)),
+		epoch:  uint64(time.Now().UnixNano()),
+		conns:  map[string]*conn{},
+	}
+	g.ctx, g.cancel = context.WithCancel(context.Background())
+	g.router, err = route.New(g.ctx, st)
+	if err != nil {
+		g.cancel()
+		return nil, err
+	}
+	if g.relay, err = newRelay(nc, log); err != nil {
+		g.cancel()
+		return nil, err
+	}
+	if err := g.announce(ctx); err != nil {
+		g.relay.close()
+		g.cancel()
+		return nil, err
+	}
+	if err := g.serveWatchRequests(); err != nil {
+		g.relay.close()
+		g.cancel()
+		return nil, err
+	}
+	g.wg.Add(2)
+	go g.renewLease()
+	go g.refreshActive()
+	log.Info("gateway started", "epoch", g.epoch, "dev_tokens", cfg.DevTokens)
+	return g, nil
+}
+
+// inputMaxAge keeps input events long enough to find a node's live
+// connections from its recent events (every live connection sends one per
+// ActiveInterval).
+func inputMaxAge(active time.Duration) time.Duration { return 2*active + time.Minute }
+
+// Handler serves /connect.
+func (g *Gateway) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/connect", g.serveConnect)
+	return mux
+}
+
+// Close drains the node: every socket is closed with 1012 (the SDK reconnects
+// elsewhere), each connection's close is published, and background work ends.
+func (g *Gateway) Close() {
+	g.mu.Lock()
+	g.draining = true
+	conns := make([]*conn, 0, len(g.conns))
+	for _, c := range g.conns {
+		conns = append(conns, c)
+	}
+	g.mu.Unlock()
+	for _, c := range conns {
+		c.close(websocket.StatusServiceRestart, "server restarting")
+	}
+	g.connWG.Wait()
+	g.cancel()
+	g.wg.Wait()
+	g.relay.close()
+	g.log.Info("gateway stopped")
+}
+
+// ConnCount is the number of open connections.
+func (g *Gateway) ConnCount() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.conns)
+}
+
+// Run connects to NATS and serves /connect on cfg.WSAddr until ctx ends.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	nc, err := nats.Connect(cfg.NATSURL, nats.Name("presence-gateway "+cfg.NodeName), nats.MaxReconnects(-1))
+	if err != nil {
+		return fmt.Errorf("gateway: connect to NATS: %w", err)
+	}
+	defer nc.Drain()
+	g, err := New(ctx, cfg, nc, log)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.WSAddr)
+	if err != nil {
+		g.Close()
+		return err
+	}
+	srv := &http.Server{Handler: g.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	g.log.Info("listening", "ws", ln.Addr().String())
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+	g.Close()
+	return err
+}
+
+func (g *Gateway) publish(ctx context.Context, ev connevent.Event) error {
+	_, err := g.js.Publish(ctx, subject.ConnEvent(g.cfg.NodeName, ev.User), ev.Encode(), jetstream.WithMsgID(ev.MsgID()))
+	return err
+}

@@ -1,0 +1,211 @@
+package gateway
+
+import (
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/presencehq/presence/pkg/event"
+	"github.com/presencehq/presence/pkg/subject"
+)
+
+// relay is the node's watch registry: which connection watches which user or
+// channel, one NATS subscription per watched subject however many
+// connections share it, and delivery of each event once per connection.
+type relay struct {
+	nc  *nats.Conn
+	log *slog.Logger
+	// in receives every subscribed subject's messages: channel subscriptions
+	// cost no goroutine each, so a node can hold one per watched subject.
+	in   chan *nats.Msg
+	done chan struct{}
+	wg   sync.WaitGroup
+
+	mu     sync.Mutex
+	byUser map[string]map[*conn]struct{}
+	byCID  map[string]map[*conn]struct{}
+	subs   map[string]*nats.Subscription
+	seen   *versions
+}
+
+func newRelay(nc *nats.Conn, log *slog.Logger) (*relay, error) {
+	r := &relay{
+		nc: nc, log: log,
+		in:     make(chan *nats.Msg, 65536),
+		done:   make(chan struct{}),
+		byUser: map[string]map[*conn]struct{}{},
+		byCID:  map[string]map[*conn]struct{}{},
+		subs:   map[string]*nats.Subscription{},
+		seen:   newVersions(10 * time.Minute),
+	}
+	r.wg.Add(1)
+	go r.loop()
+	return r, nil
+}
+
+func (r *relay) close() {
+	r.mu.Lock()
+	for s, sub := range r.subs {
+		_ = sub.Unsubscribe()
+		delete(r.subs, s)
+	}
+	r.mu.Unlock()
+	close(r.done)
+	r.wg.Wait()
+}
+
+func (r *relay) loop() {
+	defer r.wg.Done()
+	for {
+		select {
+		case <-r.done:
+			return
+		case msg := <-r.in:
+			r.deliver(msg)
+		}
+	}
+}
+
+// deliver sends an event to every connection watching its user or any of its
+// channels, once: the first copy to arrive (on any subject) reaches them all,
+// later copies and older versions are dropped (I2).
+func (r *relay) deliver(msg *nats.Msg) {
+	m, ok := event.ReadMeta(msg)
+	if !ok {
+		return
+	}
+	r.mu.Lock()
+	if !r.seen.advance(string(m.Stream)+"\x00"+m.User, m.Version) {
+		r.mu.Unlock()
+		return
+	}
+	targets := make(map[*conn]struct{}, len(r.byUser[m.User]))
+	for c := range r.byUser[m.User] {
+		targets[c] = struct{}{}
+	}
+	for _, cid := range m.CIDs {
+		for c := range r.byCID[cid] {
+			targets[c] = struct{}{}
+		}
+	}
+	r.mu.Unlock()
+	for c := range targets {
+		c.enqueue(msg.Data)
+	}
+}
+
+// watch adds watches to c; it fails without change if c would exceed max.
+func (r *relay) watch(c *conn, users, cids []string, max int) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if c.users == nil {
+		c.users, c.cids = map[string]struct{}{}, map[string]struct{}{}
+	}
+	if len(c.users)+len(c.cids)+len(users)+len(cids) > max {
+		return false
+	}
+	for _, u := range users {
+		r.add(r.byUser, u, subject.UserEvents(u), c, c.users)
+	}
+	for _, cid := range cids {
+		typ, id, _ := strings.Cut(cid, ":")
+		r.add(r.byCID, cid, subject.ChannelEvents(typ, id), c, c.cids)
+	}
+	return true
+}
+
+func (r *relay) unwatch(c *conn, users, cids []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, u := range users {
+		r.remove(r.byUser, u, subject.UserEvents(u), c, c.users)
+	}
+	for _, cid := range cids {
+		typ, id, _ := strings.Cut(cid, ":")
+		r.remove(r.byCID, cid, subject.ChannelEvents(typ, id), c, c.cids)
+	}
+}
+
+// drop removes every watch of a closed connection.
+func (r *relay) drop(c *conn) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for u := range c.users {
+		r.remove(r.byUser, u, subject.UserEvents(u), c, c.users)
+	}
+	for cid := range c.cids {
+		typ, id, _ := strings.Cut(cid, ":")
+		r.remove(r.byCID, cid, subject.ChannelEvents(typ, id), c, c.cids)
+	}
+}
+
+func (r *relay) add(index map[string]map[*conn]struct{}, key, subj string, c *conn, own map[string]struct{}) {
+	if _, ok := own[key]; ok {
+		return
+	}
+	own[key] = struct{}{}
+	set := index[key]
+	if set == nil {
+		set = map[*conn]struct{}{}
+		index[key] = set
+	}
+	set[c] = struct{}{}
+	if _, ok := r.subs[subj]; !ok {
+		sub, err := r.nc.ChanSubscribe(subj, r.in)
+		if err != nil {
+			r.log.Error("subscribe", "subject", subj, "err", err)
+			return
+		}
+		r.subs[subj] = sub
+	}
+}
+
+func (r *relay) remove(index map[string]map[*conn]struct{}, key, subj string, c *conn, own map[string]struct{}) {
+	if _, ok := own[key]; !ok {
+		return
+	}
+	delete(own, key)
+	set := index[key]
+	delete(set, c)
+	if len(set) > 0 {
+		return
+	}
+	delete(index, key)
+	if sub, ok := r.subs[subj]; ok {
+		_ = sub.Unsubscribe()
+		delete(r.subs, subj)
+	}
+}
+
+// versions remembers the last version delivered per key in two generations,
+// so memory stays bounded by recent activity: a key untouched for two
+// periods is forgotten (and its next event, being newer, passes anyway).
+type versions struct {
+	period    time.Duration
+	rotated   time.Time
+	cur, prev map[string]uint64
+	now       func() time.Time
+}
+
+func newVersions(period time.Duration) *versions {
+	return &versions{period: period, rotated: time.Now(), cur: map[string]uint64{}, prev: map[string]uint64{}, now: time.Now}
+}
+
+// advance records v for key and reports whether it is newer than any seen.
+func (s *versions) advance(key string, v uint64) bool {
+	if now := s.now(); now.Sub(s.rotated) > s.period {
+		s.prev, s.cur, s.rotated = s.cur, map[string]uint64{}, now
+	}
+	last, ok := s.cur[key]
+	if !ok {
+		last = s.prev[key]
+	}
+	if v <= last {
+		return false
+	}
+	s.cur[key] = v
+	return true
+}

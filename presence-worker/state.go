@@ -1,0 +1,128 @@
+package worker
+
+import (
+	"maps"
+	"time"
+
+	"github.com/presencehq/presence/pkg/connevent"
+	"github.com/presencehq/presence/pkg/model"
+)
+
+// tombstoneTTL is how long a closed connection is remembered, so an "opened"
+// arriving after its "closed" is ignored (I3). Longer than any redelivery.
+const tombstoneTTL = 10 * time.Minute
+
+// epochs tells the current epoch of a gateway node (0 if unknown).
+type epochs func(node string) uint64
+
+// apply applies one event to a user's presence state and reports whether the
+// state changed. It is pure: the same event applied twice, or events applied
+// in any order, leave the same connection set (I3).
+//
+// When the visible state flips, apply records the transition: Online follows
+// and Version grows by one. The caller emits it after the write succeeds.
+func apply(p *model.Presence, ev connevent.Event, epochOf epochs) (changed, transition bool) {
+	before := clonePresence(*p)
+	switch ev.Kind {
+	case connevent.Opened:
+		if _, closed := p.Closed[ev.ConnID]; closed {
+			break // closed before opened: the connection is already gone
+		}
+		if ev.Epoch < epochOf(ev.Node) {
+			break // from an earlier run of a restarted node
+		}
+		if _, ok := p.Conns[ev.ConnID]; !ok {
+			if p.Conns == nil {
+				p.Conns = map[string]model.Conn{}
+			}
+			p.Conns[ev.ConnID] = model.Conn{Node: ev.Node, Epoch: ev.Epoch, OpenedAt: ev.At}
+		}
+		setVisibility(p, ev)
+		touch(p, ev.At)
+	case connevent.Closed:
+		if _, ok := p.Conns[ev.ConnID]; ok {
+			touch(p, ev.At) // active until it closed
+			delete(p.Conns, ev.ConnID)
+		}
+		if p.Closed == nil {
+			p.Closed = map[string]time.Time{}
+		}
+		if _, ok := p.Closed[ev.ConnID]; !ok {
+			p.Closed[ev.ConnID] = ev.At
+		}
+	case connevent.Active:
+		if _, ok := p.Conns[ev.ConnID]; ok {
+			touch(p, ev.At)
+		}
+	case connevent.Visibility:
+		if ev.ProfileRev > p.InvisibleRev && ev.Invisible && !p.Invisible && len(p.Conns) > 0 {
+			touch(p, ev.At) // last seen as it goes dark; frozen from here
+		}
+		setVisibility(p, ev)
+	}
+	pruneConns(p, epochOf)
+	pruneTombstones(p, ev.At)
+	if p.Visible() != p.Online {
+		p.Online = p.Visible()
+		p.Version++
+		transition = true
+		if !p.Online && !p.Invisible {
+			touch(p, ev.At)
+		}
+	}
+	return transition || !samePresence(before, *p), transition
+}
+
+// setVisibility takes the profile's invisible flag unless a newer one is known.
+func setVisibility(p *model.Presence, ev connevent.Event) {
+	if ev.ProfileRev > p.InvisibleRev {
+		p.Invisible = ev.Invisible
+		p.InvisibleRev = ev.ProfileRev
+	}
+}
+
+// touch moves last_active forward; it stays frozen while the user is invisible.
+func touch(p *model.Presence, at time.Time) {
+	if !p.Invisible && at.After(p.LastActive) {
+		p.LastActive = at
+	}
+}
+
+// pruneConns drops connections of earlier runs of restarted nodes (I6).
+func pruneConns(p *model.Presence, epochOf epochs) {
+	for id, c := range p.Conns {
+		if c.Epoch < epochOf(c.Node) {
+			delete(p.Conns, id)
+			if p.Closed == nil {
+				p.Closed = map[string]time.Time{}
+			}
+			p.Closed[id] = c.OpenedAt
+		}
+	}
+}
+
+func pruneTombstones(p *model.Presence, now time.Time) {
+	for id, at := range p.Closed {
+		if now.Sub(at) > tombstoneTTL {
+			delete(p.Closed, id)
+		}
+	}
+	if len(p.Closed) == 0 {
+		p.Closed = nil
+	}
+}
+
+func clonePresence(p model.Presence) model.Presence {
+	p.Conns = maps.Clone(p.Conns)
+	p.Closed = maps.Clone(p.Closed)
+	return p
+}
+
+func samePresence(a, b model.Presence) bool {
+	return a.Invisible == b.Invisible && a.InvisibleRev == b.InvisibleRev && a.Online == b.Online &&
+		a.Version == b.Version && a.LastActive.Equal(b.LastActive) &&
+		maps.EqualFunc(a.Conns, b.Conns, func(x, y model.Conn) bool {
+			return x.Node == y.Node && x.Epoch == y.Epoch && x.OpenedAt.Equal(y.OpenedAt)
+		}) &&
+		maps.EqualFunc(a.Closed, b.Closed, time.Time.Equal)
+}

@@ -1,0 +1,83 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/presencehq/presence/pkg/connevent"
+	"github.com/presencehq/presence/pkg/store"
+	"github.com/presencehq/presence/pkg/subject"
+)
+
+// nodeStarted handles a gateway node restarting under a new epoch: every
+// connection of its earlier runs is gone now, not when a lease lapses (I6).
+func (w *Worker) nodeStarted(ctx context.Context, ev connevent.Event) error {
+	if err := subject.CheckNode(ev.Node); err != nil {
+		return nil
+	}
+	w.learnEpoch(ev.Node, ev.Epoch)
+	users, err := w.usersOfNode(ctx, ev.Node)
+	if err != nil {
+		return err
+	}
+	for _, u := range users {
+		// An event of no kind only prunes dead connections and emits the
+		// transition if that made one.
+		if err := w.applyEvent(ctx, connevent.Event{User: u, At: time.Now().UTC()}, false); err != nil {
+			return err
+		}
+	}
+	if len(users) > 0 {
+		w.log.Info("node restarted, swept its earlier connections", "node", ev.Node, "users", len(users))
+	}
+	return nil
+}
+
+// usersOfNode lists the users with recent connection events on node. Every
+// live connection sends one at least every ActiveInterval, and the input
+// stream keeps twice that, so every user still connected there is found.
+func (w *Worker) usersOfNode(ctx context.Context, node string) ([]string, error) {
+	cons, err := w.js.OrderedConsumer(ctx, store.StreamInput, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{subject.ConnEventsOfNode(node)},
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+		HeadersOnly:    true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sweep %s: %w", node, err)
+	}
+	seen := map[string]struct{}{}
+	var users []string
+	for {
+		batch, err := cons.FetchNoWait(500)
+		if err != nil {
+			return nil, fmt.Errorf("sweep %s: %w", node, err)
+		}
+		n := 0
+		var last jetstream.Msg
+		for msg := range batch.Messages() {
+			n++
+			last = msg
+			subj := msg.Subject()
+			u := subj[strings.LastIndexByte(subj, '.')+1:]
+			if _, ok := seen[u]; !ok {
+				seen[u] = struct{}{}
+				users = append(users, u)
+			}
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+			return nil, fmt.Errorf("sweep %s: %w", node, err)
+		}
+		if n == 0 {
+			break
+		}
+		if md, err := last.Metadata(); err == nil && md.NumPending == 0 {
+			break
+		}
+	}
+	return users, nil
+}

@@ -1,0 +1,281 @@
+// Package worker is the presence worker: it consumes connection events from
+// JetStream, keeps each user's connection set in KV with compare-and-set,
+// decides offline↔online transitions and emits user.presence.changed on the
+// user's subject and on each of the user's presence-enabled channels.
+//
+// Any number of workers share one durable consumer. Correctness never rests on
+// there being one: every write is a compare-and-set of the user's whole
+// state, and only the write that flips the visible state emits it (I2, I3).
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/presencehq/presence/pkg/connevent"
+	"github.com/presencehq/presence/pkg/event"
+	"github.com/presencehq/presence/pkg/model"
+	"github.com/presencehq/presence/pkg/route"
+	"github.com/presencehq/presence/pkg/store"
+	"github.com/presencehq/presence/pkg/subject"
+)
+
+// Worker is one presence worker.
+type Worker struct {
+	cfg    Config
+	log    *slog.Logger
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	st     *store.Store
+	router *route.Router
+
+	epochMu sync.RWMutex
+	epochs  map[string]uint64
+
+	shards []chan jetstream.Msg
+	cc     jetstream.ConsumeContext
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New starts a worker on nc. Call Close to stop it.
+func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Worker, error) {
+	cfg.defaults()
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("worker", cfg.Name)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	st, err := store.Setup(ctx, js, store.Options{Replicas: cfg.Replicas, InputMaxAge: 2*cfg.ActiveInterval + time.Minute})
+	if err != nil {
+		return nil, err
+	}
+	w := &Worker{cfg: cfg, log: log, nc: nc, js: js, st: st, epochs: map[string]uint64{}}
+	w.ctx, w.cancel = context.WithCancel(context.Background())
+	fail := func(err error) (*Worker, error) {
+		w.cancel()
+		w.wg.Wait()
+		return nil, err
+	}
+	if w.router, err = route.New(w.ctx, st); err != nil {
+		return fail(err)
+	}
+	if err := w.followNodes(ctx); err != nil {
+		return fail(err)
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, store.StreamInput, jetstream.ConsumerConfig{
+		Durable:       store.ConsumerWorkers,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       30 * time.Second,
+		MaxAckPending: 20000,
+		MaxDeliver:    -1,
+	})
+	if err != nil {
+		return fail(fmt.Errorf("worker: consumer: %w", err))
+	}
+	w.shards = make([]chan jetstream.Msg, cfg.Shards)
+	for i := range w.shards {
+		w.shards[i] = make(chan jetstream.Msg, 256)
+		w.wg.Add(1)
+		go w.runShard(w.shards[i])
+	}
+	w.cc, err = cons.Consume(w.dispatch, jetstream.PullMaxMessages(1000))
+	if err != nil {
+		return fail(fmt.Errorf("worker: consume: %w", err))
+	}
+	log.Info("worker started", "shards", cfg.Shards)
+	return w, nil
+}
+
+// Close stops consuming, finishes the events in hand and returns. Unacked
+// events are redelivered to another worker.
+func (w *Worker) Close() {
+	w.cc.Drain()
+	<-w.cc.Closed()
+	for _, s := range w.shards {
+		close(s)
+	}
+	w.cancel()
+	w.wg.Wait()
+	w.log.Info("worker stopped")
+}
+
+// Run connects to NATS and works until ctx ends.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	nc, err := nats.Connect(cfg.NATSURL, nats.Name("presence-worker "+cfg.Name), nats.MaxReconnects(-1))
+	if err != nil {
+		return fmt.Errorf("worker: connect to NATS: %w", err)
+	}
+	defer nc.Drain()
+	w, err := New(ctx, cfg, nc, log)
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	w.Close()
+	return nil
+}
+
+// dispatch hands a message to the shard of its user (or node): every input
+// subject ends with that id, so one user's events are applied in order
+// within this worker.
+func (w *Worker) dispatch(msg jetstream.Msg) {
+	subj := msg.Subject()
+	h := fnv.New32a()
+	h.Write([]byte(subj[strings.LastIndexByte(subj, '.')+1:]))
+	w.shards[int(h.Sum32()%uint32(len(w.shards)))] <- msg
+}
+
+func (w *Worker) runShard(in chan jetstream.Msg) {
+	defer w.wg.Done()
+	for msg := range in {
+		w.handle(msg)
+	}
+}
+
+func (w *Worker) handle(msg jetstream.Msg) {
+	ev, err := connevent.Decode(msg.Data())
+	if err != nil {
+		w.log.Warn("dropping malformed input", "subject", msg.Subject(), "err", err)
+		_ = msg.Term()
+		return
+	}
+	ctx, cancel := context.WithTimeout(w.ctx, 20*time.Second)
+	defer cancel()
+	if ev.Kind == connevent.NodeStarted {
+		err = w.nodeStarted(ctx, ev)
+	} else {
+		err = w.applyEvent(ctx, ev, redelivered(msg))
+	}
+	if err != nil {
+		if w.ctx.Err() == nil {
+			w.log.Warn("event failed, will retry", "subject", msg.Subject(), "err", err)
+		}
+		_ = msg.NakWithDelay(time.Second)
+		return
+	}
+	_ = msg.Ack()
+}
+
+func redelivered(msg jetstream.Msg) bool {
+	md, err := msg.Metadata()
+	return err == nil && md.NumDelivered > 1
+}
+
+// applyEvent applies a connection or visibility event to the user's state and
+// emits the transition if this write made one.
+func (w *Worker) applyEvent(ctx context.Context, ev connevent.Event, redelivery bool) error {
+	if err := subject.CheckUserID(ev.User); err != nil {
+		return nil // nothing valid to apply; the gateway never sends this
+	}
+	var transition bool
+	p, _, wrote, err := store.Update(ctx, w.st.Presence, store.Key(ev.User), func(p *model.Presence, _ bool) error {
+		changed, t := apply(p, ev, w.epochOf)
+		transition = t
+		if !changed {
+			return store.ErrUnchanged
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	switch {
+	case wrote && transition:
+		return w.emit(ctx, ev.User, p)
+	case redelivery && p.Version > 0:
+		// We may have written the transition and died before emitting it:
+		// emit the current one again; gateways drop the duplicate (I2, I5).
+		return w.emit(ctx, ev.User, p)
+	}
+	return nil
+}
+
+// emit publishes user.presence.changed for p's current version.
+func (w *Worker) emit(ctx context.Context, user string, p model.Presence) error {
+	profile, _, err := store.Get[model.User](ctx, w.st.Users, store.Key(user))
+	if errors.Is(err, store.ErrNotFound) {
+		profile = model.User{ID: user, Role: "user"}
+	} else if err != nil {
+		return err
+	}
+	cids, err := w.router.Channels(ctx, user)
+	if err != nil {
+		return err
+	}
+	ev := event.Event{Type: event.PresenceChanged, User: model.View(profile, p, model.Other), CreatedAt: time.Now().UTC()}
+	return event.Publish(w.nc, event.Meta{User: user, Stream: event.StreamPresence, Version: p.Version, CIDs: cids}, ev.Encode())
+}
+
+func (w *Worker) epochOf(node string) uint64 {
+	w.epochMu.RLock()
+	defer w.epochMu.RUnlock()
+	return w.epochs[node]
+}
+
+func (w *Worker) learnEpoch(node string, epoch uint64) {
+	w.epochMu.Lock()
+	defer w.epochMu.Unlock()
+	if epoch > w.epochs[node] {
+		w.epochs[node] = epoch
+	}
+}
+
+// nodeLease is the part of a gateway's lease record the worker reads.
+type nodeLease struct {
+	Epoch uint64 `json:"epoch"`
+}
+
+// followNodes keeps the known epoch of every gateway node current.
+func (w *Worker) followNodes(ctx context.Context) error {
+	watcher, err := w.st.Nodes.WatchAll(w.ctx)
+	if err != nil {
+		return err
+	}
+	ready := make(chan struct{})
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		defer watcher.Stop()
+		once := sync.OnceFunc(func() { close(ready) })
+		defer once()
+		for {
+			select {
+			case <-w.ctx.Done():
+				return
+			case e, ok := <-watcher.Updates():
+				if !ok {
+					return
+				}
+				if e == nil {
+					once()
+					continue
+				}
+				var l nodeLease
+				if e.Operation() == jetstream.KeyValuePut && json.Unmarshal(e.Value(), &l) == nil {
+					w.learnEpoch(e.Key(), l.Epoch)
+				}
+			}
+		}
+	}()
+	select {
+	case <-ready:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
