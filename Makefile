@@ -1,0 +1,35 @@
+# Presence: two commands for a newcomer.
+#   make run   the whole service in one process, on embedded NATS
+#   make test  every test (Go with -race, the SDK end-to-end suite)
+
+MODULES  := pkg gateway presence-worker api allinone
+PACKAGES := $(addsuffix /...,$(addprefix ./,$(MODULES)))
+GO       ?= go
+
+.PHONY: run test check unit e2e-deps build clean
+
+run:
+	$(GO) run ./allinone/cmd/presence
+
+test: check e2e-deps unit
+
+# Formatting and vet across every module.
+check:
+	@unformatted="$$(gofmt -l $(MODULES))"; \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet $(PACKAGES)
+
+# The SDK end-to-end suite's pinned npm packages (run by allinone's TestE2E).
+e2e-deps:
+	@command -v node >/dev/null || { echo "node (>= 20) and npm are needed for the SDK end-to-end suite"; exit 1; }
+	cd e2e && npm ci --no-audit --no-fund --loglevel=error
+
+unit:
+	PRESENCE_E2E=1 $(GO) test -race -count=1 -timeout 8m $(PACKAGES)
+
+build:
+	mkdir -p bin
+	$(GO) build -o bin/ ./allinone/cmd/presence ./gateway/cmd/presence-gateway ./presence-worker/cmd/presence-worker ./api/cmd/presence-api
+
+clean:
+	rm -rf bin data e2e/node_modules

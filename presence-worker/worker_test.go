@@ -1,0 +1,193 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/presencehq/presence/pkg/connevent"
+	"github.com/presencehq/presence/pkg/event"
+	"github.com/presencehq/presence/pkg/model"
+	"github.com/presencehq/presence/pkg/natsserver"
+	"github.com/presencehq/presence/pkg/store"
+	"github.com/presencehq/presence/pkg/subject"
+)
+
+type harness struct {
+	t      *testing.T
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	st     *store.Store
+	events chan *nats.Msg
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	ns := natsserver.StartForTest(t)
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	js, _ := jetstream.New(nc)
+	st, err := store.Setup(ctx, js, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, nc: nc, js: js, st: st, events: make(chan *nats.Msg, 1000)}
+	if _, err := nc.ChanSubscribe(subject.EventsAll, h.events); err != nil {
+		t.Fatal(err)
+	}
+	w, err := New(ctx, Config{Shards: 4}, nc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Close)
+	return h
+}
+
+func (h *harness) publish(ev connevent.Event) {
+	h.t.Helper()
+	subj := subject.ConnEvent(ev.Node, ev.User)
+	switch ev.Kind {
+	case connevent.Visibility:
+		subj = subject.UserCommand(ev.User)
+	case connevent.NodeStarted:
+		subj = subject.NodeStarted(ev.Node)
+	}
+	// No Msg-Id: the test wants duplicates to reach the worker.
+	if _, err := h.js.Publish(context.Background(), subj, ev.Encode()); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// next returns the next event's subject, version and online value.
+func (h *harness) next() (string, uint64, bool) {
+	h.t.Helper()
+	select {
+	case msg := <-h.events:
+		m, ok := event.ReadMeta(msg)
+		if !ok {
+			h.t.Fatalf("event without routing headers on %s", msg.Subject)
+		}
+		var ev event.Event
+		if err := json.Unmarshal(msg.Data, &ev); err != nil {
+			h.t.Fatal(err)
+		}
+		if ev.Type != event.PresenceChanged {
+			h.t.Fatalf("event type %q, want %q", ev.Type, event.PresenceChanged)
+		}
+		if _, leaked := ev.User["invisible"]; leaked {
+			h.t.Fatalf("event shows the invisible flag: %v", ev.User)
+		}
+		return msg.Subject, m.Version, ev.User["online"].(bool)
+	case <-time.After(5 * time.Second):
+		h.t.Fatal("no presence event within 5s")
+	}
+	return "", 0, false
+}
+
+func (h *harness) setMemberships(user string, cids ...string) {
+	b, _ := json.Marshal(model.Memberships{CIDs: cids})
+	if _, err := h.st.Memberships.Put(context.Background(), store.Key(user), b); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+func ev(kind connevent.Kind, user, conn string) connevent.Event {
+	return connevent.Event{Kind: kind, User: user, ConnID: conn, Node: "gw", Epoch: 1, At: time.Now().UTC()}
+}
+
+func TestTransitionsGoToUserAndChannelSubjects(t *testing.T) {
+	h := newHarness(t)
+	h.setMemberships("ann", "messaging:a", "messaging:b", "team:c")
+	h.publish(ev(connevent.Opened, "ann", "c1"))
+	got := map[string]bool{}
+	for range 4 {
+		subj, v, online := h.next()
+		if v != 1 || !online {
+			t.Fatalf("%s: version %d online %v, want 1 true", subj, v, online)
+		}
+		got[subj] = true
+	}
+	for _, want := range []string{subject.UserEvents("ann"), subject.ChannelEvents("messaging", "a"), subject.ChannelEvents("messaging", "b"), subject.ChannelEvents("team", "c")} {
+		if !got[want] {
+			t.Fatalf("no event on %s; got %v", want, got)
+		}
+	}
+}
+
+func TestDuplicateAndReorderedEventsEmitEachTransitionOnce(t *testing.T) {
+	h := newHarness(t)
+	h.publish(ev(connevent.Closed, "bob", "early")) // closed before opened
+	h.publish(ev(connevent.Opened, "bob", "early"))
+	h.publish(ev(connevent.Opened, "bob", "c1"))
+	h.publish(ev(connevent.Opened, "bob", "c1")) // duplicate
+	h.publish(ev(connevent.Opened, "bob", "c2"))
+	h.publish(ev(connevent.Closed, "bob", "c1"))
+	h.publish(ev(connevent.Closed, "bob", "c1")) // duplicate
+	h.publish(ev(connevent.Closed, "bob", "c2"))
+	var seq []string
+	for range 2 {
+		_, v, online := h.next()
+		seq = append(seq, fmt.Sprintf("v%d:%v", v, online))
+	}
+	if fmt.Sprint(seq) != "[v1:true v2:false]" {
+		t.Fatalf("events = %v, want [v1:true v2:false]", seq)
+	}
+	// A marker transition of another user must be the very next event.
+	h.publish(ev(connevent.Opened, "marker", "m1"))
+	if subj, _, _ := h.next(); subj != subject.UserEvents("marker") {
+		t.Fatalf("extra event on %s before the marker", subj)
+	}
+}
+
+func TestInvisibleRoundTrip(t *testing.T) {
+	h := newHarness(t)
+	h.publish(ev(connevent.Opened, "cat", "c1"))
+	if _, _, online := h.next(); !online {
+		t.Fatal("want online on connect")
+	}
+	vis := ev(connevent.Visibility, "cat", "")
+	vis.Invisible, vis.ProfileRev = true, 10
+	h.publish(vis)
+	if _, v, online := h.next(); online || v != 2 {
+		t.Fatalf("going invisible: v%d online %v, want v2 offline", v, online)
+	}
+	vis.Invisible, vis.ProfileRev = false, 11
+	h.publish(vis)
+	if _, v, online := h.next(); !online || v != 3 {
+		t.Fatalf("going visible: v%d online %v, want v3 online", v, online)
+	}
+	p, _, err := store.Get[model.Presence](context.Background(), h.st.Presence, "cat")
+	if err != nil || p.Invisible || len(p.Conns) != 1 {
+		t.Fatalf("stored state %+v, %v", p, err)
+	}
+}
+
+func TestRestartedNodeTakesItsUsersOfflineAtOnce(t *testing.T) {
+	h := newHarness(t)
+	h.publish(ev(connevent.Opened, "dan", "c1"))
+	h.publish(ev(connevent.Opened, "eve", "c2"))
+	h.next()
+	h.next()
+	h.publish(connevent.Event{Kind: connevent.NodeStarted, Node: "gw", Epoch: 2, At: time.Now().UTC()})
+	offline := map[string]bool{}
+	for range 2 {
+		subj, _, online := h.next()
+		if online {
+			t.Fatalf("%s went online after its node restarted", subj)
+		}
+		offline[subj] = true
+	}
+	if !offline[subject.UserEvents("dan")] || !offline[subject.UserEvents("eve")] {
+		t.Fatalf("offline events on %v, want dan and eve", offline)
+	}
+}
