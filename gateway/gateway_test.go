@@ -265,3 +265,28 @@ func equal(a, b []any) bool {
 	}
 	return true
 }
+
+func TestLiveConnectionRefreshesLastActive(t *testing.T) {
+	ns := natsserver.StartForTest(t)
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// 16 slots of 20ms: every connection refreshes within 320ms.
+	gw, err := New(ctx, Config{APIKey: testKey, APISecret: testSecret, NodeName: "gw-active", ActiveInterval: 320 * time.Millisecond}, nc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(gw.Handler())
+	t.Cleanup(func() { srv.Close(); gw.Close() })
+	js, _ := jetstream.New(nc)
+	h := &harness{t: t, nc: nc, js: js, gw: gw, url: "ws" + strings.TrimPrefix(srv.URL, "http") + "/connect"}
+	_, first := h.dial("ann", userToken(t, "ann"), testKey, nil)
+	evs := h.inputEvents(2)
+	if evs[1].Kind != connevent.Active || evs[1].ConnID != first["connection_id"] {
+		t.Fatalf("second input event = %+v, want an active refresh of the connection", evs[1])
+	}
+}

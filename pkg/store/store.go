@@ -71,13 +71,16 @@ func Setup(ctx context.Context, js jetstream.JetStream, o Options) (*Store, erro
 	if o.InputMaxAge <= 0 {
 		o.InputMaxAge = time.Hour
 	}
+	// Deduplicate retried publishes for two minutes (JetStream's limit is
+	// the stream's max age).
+	dupWindow := min(2*time.Minute, o.InputMaxAge)
 	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:       StreamInput,
 		Subjects:   []string{"presence.in.>"},
 		Storage:    jetstream.FileStorage,
 		Replicas:   o.Replicas,
 		MaxAge:     o.InputMaxAge,
-		Duplicates: 2 * time.Minute,
+		Duplicates: dupWindow,
 		Discard:    jetstream.DiscardOld,
 	})
 	if err != nil {
