@@ -1,0 +1,61 @@
+package api
+
+import (
+	"flag"
+	"os"
+	"strings"
+)
+
+// Config configures an api node. Every flag is also read from PRESENCE_<FLAG>
+// (pkg/config).
+type Config struct {
+	NATSURL           string
+	HTTPAddr          string
+	APIKey            string
+	APISecret         string
+	APISecretPrevious string
+	DevTokens         bool
+	// IndexDir holds the node's bbolt query index; empty means a temporary
+	// directory removed on Close.
+	IndexDir string
+	// NodeName names this api node (the index file); defaults to the host name.
+	NodeName string
+	// Replicas of the JetStream stream and buckets, passed to store.Setup.
+	Replicas int
+}
+
+// RegisterFlags binds c's fields to flags in fs, with their defaults.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.NATSURL, "nats-url", "nats://127.0.0.1:4222", "NATS server URL(s), comma separated")
+	fs.StringVar(&c.HTTPAddr, "http-addr", ":3030", "address the REST API listens on")
+	fs.StringVar(&c.APIKey, "api-key", "", "API key clients send as api_key (required)")
+	fs.StringVar(&c.APISecret, "api-secret", "", "secret that signs tokens (required)")
+	fs.StringVar(&c.APISecretPrevious, "api-secret-previous", "", "previous secret, still accepted during a rotation")
+	fs.BoolVar(&c.DevTokens, "dev-tokens", false, "accept the SDK's unsigned development tokens (never in production)")
+	fs.StringVar(&c.IndexDir, "index-dir", "", "directory of the local query index (default: a temporary directory)")
+	fs.StringVar(&c.NodeName, "node-name", defaultNodeName(), "name of this api node")
+	fs.IntVar(&c.Replicas, "replicas", 1, "replicas of the JetStream stream and buckets (3 in a cluster)")
+}
+
+// defaultNodeName is the host name reduced to the node-name charset.
+func defaultNodeName() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "api"
+	}
+	return sanitizeNode(h)
+}
+
+func sanitizeNode(s string) string {
+	s = strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '_', r == '-':
+			return r
+		}
+		return '-'
+	}, s)
+	if len(s) > 64 {
+		s = s[:64]
+	}
+	return s
+}

@@ -1,0 +1,193 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/presencehq/presence/pkg/apierror"
+	"github.com/presencehq/presence/pkg/filter"
+	"github.com/presencehq/presence/pkg/model"
+	"github.com/presencehq/presence/pkg/store"
+	"github.com/presencehq/presence/pkg/watch"
+)
+
+// Paging limits, as in Stream.
+const (
+	DefaultUsersLimit    = 30
+	MaxUsersLimit        = 100
+	DefaultChannelsLimit = 10
+	MaxChannelsLimit     = 30
+	MaxOffset            = 10000
+)
+
+// query is what queryUsers and queryChannels share: a filter, a sort and a
+// page.
+type query struct {
+	Filter json.RawMessage `json:"filter_conditions"`
+	Sort   json.RawMessage `json:"sort"`
+	Limit  *int            `json:"limit"`
+	Offset *int            `json:"offset"`
+}
+
+// parsed is a checked query.
+type parsed struct {
+	filter filter.Filter
+	sort   filter.Sort
+	limit  int
+	offset int
+}
+
+// parse checks q; op names the call in error messages ("QueryUsers").
+func (q query) parse(op string, defLimit, maxLimit int) (parsed, error) {
+	var p parsed
+	var err error
+	if p.filter, err = filter.Parse(q.Filter); err != nil {
+		return p, queryError(op, err)
+	}
+	if p.sort, err = filter.ParseSort(q.Sort); err != nil {
+		return p, queryError(op, err)
+	}
+	p.limit = defLimit
+	if q.Limit != nil && *q.Limit != 0 {
+		p.limit = *q.Limit
+	}
+	if p.limit < 1 || p.limit > maxLimit {
+		return p, apierror.Input("%s failed with error: \"limit must be between 1 and %d\"", op, maxLimit)
+	}
+	if q.Offset != nil {
+		p.offset = *q.Offset
+	}
+	if p.offset < 0 || p.offset > MaxOffset {
+		return p, apierror.Input("%s failed with error: \"offset must be between 0 and %d\"", op, MaxOffset)
+	}
+	return p, nil
+}
+
+func queryError(op string, err error) error {
+	msg := err.Error()
+	if !errors.Is(err, filter.ErrInvalid) {
+		msg = jsonError(err)
+	}
+	return apierror.Input("%s failed with error: \"%s\"", op, strings.ReplaceAll(msg, `"`, `'`))
+}
+
+// hit is one matching document and the key it sorts last by.
+type hit struct {
+	key string
+	doc filter.Map
+}
+
+// page sorts hits by the query's sort, then by key, and cuts the page.
+func (p parsed) page(hits []hit) []hit {
+	slices.SortStableFunc(hits, func(a, b hit) int {
+		if c := p.sort.Compare(a.doc, b.doc); c != 0 {
+			return c
+		}
+		return strings.Compare(a.key, b.key)
+	})
+	if p.offset >= len(hits) {
+		return nil
+	}
+	hits = hits[p.offset:]
+	if len(hits) > p.limit {
+		hits = hits[:p.limit]
+	}
+	return hits
+}
+
+// scan calls fn for each candidate key of bucket: the keys the filter pins
+// through field (looked up directly), or else every key.
+func scan(tx *bolt.Tx, bucket string, f filter.Filter, field string, key func(string) string, fn func(k, v []byte)) {
+	b := tx.Bucket([]byte(bucket))
+	if vals, ok := f.Values(field); ok {
+		seen := map[string]bool{}
+		for _, v := range vals {
+			s, ok := v.(string)
+			if !ok || seen[s] {
+				continue
+			}
+			seen[s] = true
+			k := []byte(key(s))
+			if len(k) == 0 {
+				continue
+			}
+			if val := b.Get(k); val != nil {
+				fn(k, val)
+			}
+		}
+		return
+	}
+	_ = b.ForEach(func(k, v []byte) error {
+		fn(k, v)
+		return nil
+	})
+}
+
+// usersQuery is the payload of GET /users.
+type usersQuery struct {
+	query
+	Presence bool `json:"presence"`
+}
+
+// queryUsers is GET /users?payload=...: filter, sort and page users, and with
+// presence: true watch the returned users on the caller's connection.
+func (s *Server) queryUsers(c echo.Context) error {
+	const op = "QueryUsers"
+	cl := callerOf(c)
+	ctx := c.Request().Context()
+	raw := c.QueryParam("payload")
+	if len(raw) > MaxBodyBytes {
+		return apierror.New(apierror.CodePayloadTooBig, http.StatusRequestEntityTooLarge, "payload is larger than %d bytes", MaxBodyBytes)
+	}
+	var q usersQuery
+	if raw != "" {
+		if err := json.Unmarshal([]byte(raw), &q); err != nil {
+			return apierror.Input("%s failed with error: \"invalid payload: %s\"", op, jsonError(err))
+		}
+	}
+	p, err := q.parse(op, DefaultUsersLimit, MaxUsersLimit)
+	if err != nil {
+		return err
+	}
+	if err := s.idx.sync(ctx, store.BucketUsers, store.BucketPresence); err != nil {
+		return err
+	}
+	var hits []hit
+	err = s.idx.view(func(tx *bolt.Tx) error {
+		scan(tx, store.BucketUsers, p.filter, "id", store.Key, func(k, v []byte) {
+			var u model.User
+			if json.Unmarshal(v, &u) != nil {
+				return
+			}
+			id := store.ID(string(k))
+			u.ID = id
+			doc := filter.Map(userView(u, readPresence(tx, id), cl.viewerOf(id)))
+			if p.filter.Match(doc) {
+				hits = append(hits, hit{key: id, doc: doc})
+			}
+		})
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	hits = p.page(hits)
+	users := make([]any, 0, len(hits))
+	ids := make([]string, 0, len(hits))
+	for _, h := range hits {
+		users = append(users, map[string]any(h.doc))
+		ids = append(ids, h.key)
+	}
+	if q.Presence && len(ids) > 0 {
+		if err := s.watch(ctx, cl, watch.Request{Users: ids}); err != nil {
+			return err
+		}
+	}
+	return reply(c, map[string]any{"users": users})
+}

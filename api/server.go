@@ -1,0 +1,135 @@
+// Package api is Presence's REST API: the subset of Stream Chat's REST
+// surface the official SDK uses for users, channels, channel types and
+// presence watches (PROTOCOL.md §6).
+//
+// JetStream KV is the system of record; every write is a compare-and-set
+// through pkg/store. Queries are answered from a local bbolt index kept
+// current by KV watches (index.go). Watches are not held here: an api node
+// checks the caller may see what it asks for, then asks the gateway owning the
+// caller's connection to add them (pkg/watch).
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/presencehq/presence/pkg/route"
+	"github.com/presencehq/presence/pkg/store"
+	"github.com/presencehq/presence/pkg/subject"
+	"github.com/presencehq/presence/pkg/token"
+)
+
+// Server is one api node.
+type Server struct {
+	cfg    Config
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	st     *store.Store
+	tokens *token.Checker
+	router *route.Router
+	idx    *index
+	log    *slog.Logger
+	echo   *echo.Echo
+	now    func() time.Time
+
+	cancel context.CancelFunc // ends the router's watch
+}
+
+// New sets up the store, opens the index and waits until it has caught up
+// with the buckets, so the first query already sees everything.
+func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Server, error) {
+	if cfg.APIKey == "" || cfg.APISecret == "" {
+		return nil, errors.New("api: api key and api secret are required")
+	}
+	if cfg.NodeName == "" {
+		cfg.NodeName = defaultNodeName()
+	}
+	if err := subject.CheckNode(cfg.NodeName); err != nil {
+		return nil, fmt.Errorf("api: node name: %w", err)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("api: jetstream: %w", err)
+	}
+	st, err := store.Setup(ctx, js, store.Options{Replicas: cfg.Replicas})
+	if err != nil {
+		return nil, fmt.Errorf("api: %w", err)
+	}
+	s := &Server{
+		cfg: cfg, nc: nc, js: js, st: st, log: log, now: func() time.Time { return time.Now().UTC() },
+		tokens: token.NewChecker(cfg.APISecret, token.WithPreviousSecret(cfg.APISecretPrevious), token.WithDevTokens(cfg.DevTokens)),
+	}
+	rctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	// route.New waits for its initial values under rctx; bound that wait by ctx too.
+	stop := context.AfterFunc(ctx, cancel)
+	s.router, err = route.New(rctx, st)
+	stop()
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("api: channel types: %w", err)
+	}
+	s.idx, err = openIndex(ctx, cfg.IndexDir, cfg.NodeName, log, st.Users, st.Presence, st.Channels)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("api: %w", err)
+	}
+	s.echo = s.routes()
+	return s, nil
+}
+
+// Handler is the REST API (every path but /connect).
+func (s *Server) Handler() http.Handler { return s.echo }
+
+// Close stops the watches, waits for them and closes the index.
+func (s *Server) Close() error {
+	s.cancel()
+	return s.idx.close()
+}
+
+// Run serves the api on cfg.HTTPAddr until ctx ends, then shuts down
+// gracefully.
+func Run(ctx context.Context, cfg Config) error {
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("service", "api", "node", cfg.NodeName)
+	nc, err := nats.Connect(cfg.NATSURL, nats.Name("presence-api "+cfg.NodeName), nats.MaxReconnects(-1))
+	if err != nil {
+		return fmt.Errorf("api: connect to NATS at %s: %w", cfg.NATSURL, err)
+	}
+	defer nc.Close()
+	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	srv, err := New(startCtx, cfg, nc, log)
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+
+	hs := &http.Server{Addr: cfg.HTTPAddr, Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.ListenAndServe() }()
+	log.Info("api listening", "addr", cfg.HTTPAddr)
+	select {
+	case err := <-errc:
+		return fmt.Errorf("api: serve: %w", err)
+	case <-ctx.Done():
+	}
+	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(shutCtx); err != nil {
+		return fmt.Errorf("api: shutdown: %w", err)
+	}
+	<-errc
+	return nil
+}
