@@ -1,0 +1,10 @@
+package worker
+
+import (
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+// Every goroutine a worker starts has an owner that waits for it on Close.
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
