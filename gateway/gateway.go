@@ -107,7 +107,10 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Gat
 	g.wg.Add(2)
 	go g.renewLease()
 	go g.refreshActive()
-	log.Info("gateway started", "epoch", g.epoch, "dev_tokens", cfg.DevTokens)
+	if cfg.DevTokens {
+		log.Warn("DEVELOPMENT TOKENS ARE ON: anyone can connect as any user without a signed token. Never in production.")
+	}
+	log.Info("gateway started", "epoch", g.epoch)
 	return g, nil
 }
 

@@ -151,6 +151,22 @@ func TestConnectAnswersConnectionOKFirstThenHealthCheck(t *testing.T) {
 	}
 }
 
+func TestMalformedConnectJSONIsRejectedWithInputError(t *testing.T) {
+	h := newHarness(t)
+	q := url.Values{"json": {`{"user_id": "ann", `}, "api_key": {testKey}, "authorization": {userToken(t, "ann")}}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, h.url+"?"+q.Encode(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+	first := readFrame(t, ws)
+	if e, _ := first["error"].(map[string]any); e == nil || e["code"] != float64(4) || e["StatusCode"] != float64(400) {
+		t.Fatalf("first frame = %v, want error code 4 status 400", first)
+	}
+}
+
 func TestConnectRejections(t *testing.T) {
 	expired, _ := token.Sign(testSecret, map[string]any{"user_id": "ann", "exp": time.Now().Add(-time.Hour).Unix()})
 	forged, _ := token.ForUser("not-the-secret", "ann")
