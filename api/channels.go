@@ -567,7 +567,7 @@ func (s *Server) queryChannels(c echo.Context) error {
 		memberLimit = *q.MemberLimit
 	}
 	if memberLimit < 1 || memberLimit > MaxMemberLimit {
-		return apierror.Input("%s failed with error: \"member_limit must be between 1 and %d\"", op, MaxMemberLimit)
+		return opError(op, "member_limit must be between 1 and %d", MaxMemberLimit)
 	}
 	if err := s.idx.sync(ctx, store.BucketChannels); err != nil {
 		return err

@@ -58,13 +58,13 @@ func (q query) parse(op string, defLimit, maxLimit int) (parsed, error) {
 		p.limit = *q.Limit
 	}
 	if p.limit < 1 || p.limit > maxLimit {
-		return p, apierror.Input("%s failed with error: \"limit must be between 1 and %d\"", op, maxLimit)
+		return p, opError(op, "limit must be between 1 and %d", maxLimit)
 	}
 	if q.Offset != nil {
 		p.offset = *q.Offset
 	}
 	if p.offset < 0 || p.offset > MaxOffset {
-		return p, apierror.Input("%s failed with error: \"offset must be between 0 and %d\"", op, MaxOffset)
+		return p, opError(op, "offset must be between 0 and %d", MaxOffset)
 	}
 	return p, nil
 }
@@ -74,7 +74,7 @@ func queryError(op string, err error) error {
 	if !errors.Is(err, filter.ErrInvalid) {
 		msg = jsonError(err)
 	}
-	return apierror.Input("%s failed with error: \"%s\"", op, strings.ReplaceAll(msg, `"`, `'`))
+	return opError(op, "%s", msg)
 }
 
 // hit is one matching document and the key it sorts last by.
@@ -148,7 +148,7 @@ func (s *Server) queryUsers(c echo.Context) error {
 	var q usersQuery
 	if raw != "" {
 		if err := json.Unmarshal([]byte(raw), &q); err != nil {
-			return apierror.Input("%s failed with error: \"invalid payload: %s\"", op, jsonError(err))
+			return opError(op, "invalid payload: %s", jsonError(err))
 		}
 	}
 	p, err := q.parse(op, DefaultUsersLimit, MaxUsersLimit)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -120,4 +121,11 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 		}
 		_ = c.JSON(out.StatusCode, out)
 	}
+}
+
+// opError is bad input to one SDK call, worded as Stream words it:
+// `QueryUsers failed with error: "..."`.
+func opError(op, format string, args ...any) *apierror.Error {
+	msg := strings.ReplaceAll(fmt.Sprintf(format, args...), `"`, `'`)
+	return apierror.Input("%s failed with error: \"%s\"", op, msg)
 }

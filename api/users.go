@@ -44,30 +44,30 @@ func (s *Server) upsertUsers(c echo.Context) error {
 		return err
 	}
 	if len(body.Users) == 0 {
-		return apierror.Input("UpdateUsers failed with error: \"users is required\"")
+		return opError("UpdateUsers", "users is required")
 	}
 	if len(body.Users) > MaxUsersPerCall {
-		return apierror.Input("UpdateUsers failed with error: \"at most %d users per call\"", MaxUsersPerCall)
+		return opError("UpdateUsers", "at most %d users per call", MaxUsersPerCall)
 	}
 	ids := slices.Sorted(maps.Keys(body.Users))
 	inputs := make(map[string]model.User, len(ids))
 	for _, id := range ids {
 		if err := subject.CheckUserID(id); err != nil {
-			return apierror.Input("UpdateUsers failed with error: %q", err.Error())
+			return opError("UpdateUsers", "%v", err)
 		}
 		if !cl.server && id != cl.user {
 			return apierror.NotAllowed("user %s may not update user %s", cl.user, id)
 		}
 		raw := body.Users[id]
 		if len(raw) > model.MaxUserBytes {
-			return apierror.Input("UpdateUsers failed with error: \"user %s is larger than %d bytes\"", id, model.MaxUserBytes)
+			return opError("UpdateUsers", "user %s is larger than %d bytes", id, model.MaxUserBytes)
 		}
 		var in model.User
 		if err := json.Unmarshal(raw, &in); err != nil {
-			return apierror.Input("UpdateUsers failed with error: \"user %s: %s\"", id, jsonError(err))
+			return opError("UpdateUsers", "user %s: %s", id, jsonError(err))
 		}
 		if in.ID != "" && in.ID != id {
-			return apierror.Input("UpdateUsers failed with error: \"user id %s does not match its key %s\"", in.ID, id)
+			return opError("UpdateUsers", "user id %s does not match its key %s", in.ID, id)
 		}
 		inputs[id] = in
 	}
@@ -111,14 +111,14 @@ func (s *Server) partialUpdateUsers(c echo.Context) error {
 		return err
 	}
 	if len(body.Users) == 0 {
-		return apierror.Input("UpdateUsersPartial failed with error: \"users is required\"")
+		return opError("UpdateUsersPartial", "users is required")
 	}
 	if len(body.Users) > MaxUsersPerCall {
-		return apierror.Input("UpdateUsersPartial failed with error: \"at most %d users per call\"", MaxUsersPerCall)
+		return opError("UpdateUsersPartial", "at most %d users per call", MaxUsersPerCall)
 	}
 	for _, pu := range body.Users {
 		if err := subject.CheckUserID(pu.ID); err != nil {
-			return apierror.Input("UpdateUsersPartial failed with error: %q", err.Error())
+			return opError("UpdateUsersPartial", "%v", err)
 		}
 		if !cl.server && pu.ID != cl.user {
 			return apierror.NotAllowed("user %s may not update user %s", cl.user, pu.ID)
@@ -129,17 +129,17 @@ func (s *Server) partialUpdateUsers(c echo.Context) error {
 		}
 		for _, f := range pu.Unset {
 			if f == "" || len(f) > 256 {
-				return apierror.Input("UpdateUsersPartial failed with error: \"unset field names must have 1 to 256 characters\"")
+				return opError("UpdateUsersPartial", "unset field names must have 1 to 256 characters")
 			}
 			if _, both := pu.Set[f]; both {
-				return apierror.Input("UpdateUsersPartial failed with error: \"field %s is both set and unset\"", f)
+				return opError("UpdateUsersPartial", "field %s is both set and unset", f)
 			}
 		}
 		// Type-check before any write, so bad input changes nothing (I7).
 		var probe model.User
 		for k, v := range pu.Set {
 			if err := probe.Set(k, v); err != nil {
-				return apierror.Input("UpdateUsersPartial failed with error: %q", err.Error())
+				return opError("UpdateUsersPartial", "%v", err)
 			}
 		}
 	}
@@ -151,7 +151,7 @@ func (s *Server) partialUpdateUsers(c echo.Context) error {
 			}
 			for k, v := range pu.Set {
 				if err := u.Set(k, v); err != nil {
-					return apierror.Input("UpdateUsersPartial failed with error: %q", err.Error())
+					return opError("UpdateUsersPartial", "%v", err)
 				}
 			}
 			for _, f := range pu.Unset {
