@@ -180,7 +180,13 @@ type channelQuery struct {
 	State    bool           `json:"state"`
 	Watch    bool           `json:"watch"`
 	Presence bool           `json:"presence"`
-	Members  *struct {
+	// CreatedByID and CreatedBy may also come beside data (the SDK's query
+	// options).
+	CreatedByID string `json:"created_by_id"`
+	CreatedBy   *struct {
+		ID string `json:"id"`
+	} `json:"created_by"`
+	Members *struct {
 		Limit  *int `json:"limit"`
 		Offset *int `json:"offset"`
 	} `json:"members"`
@@ -209,7 +215,7 @@ func (s *Server) queryChannel(c echo.Context) error {
 	if err := decode(c, &q); err != nil {
 		return err
 	}
-	return s.getOrCreate(c, c.Param("type"), c.Param("id"), q)
+	return s.getOrCreate(c, param(c, "type"), param(c, "id"), q)
 }
 
 // queryDistinctChannel is POST /channels/{type}/query: a channel without an
@@ -230,7 +236,7 @@ func (s *Server) queryDistinctChannel(c echo.Context) error {
 	for i, m := range members {
 		ids[i] = m.UserID
 	}
-	return s.getOrCreate(c, c.Param("type"), distinctID(ids), q)
+	return s.getOrCreate(c, param(c, "type"), distinctID(ids), q)
 }
 
 // distinctID is the id of the channel of exactly these members: a hash of
@@ -259,6 +265,17 @@ func (s *Server) getOrCreate(c echo.Context, typ, id string, q channelQuery) err
 	data, err := parseChannelData(q.Data, cl)
 	if err != nil {
 		return err
+	}
+	if data.createdBy == "" {
+		data.createdBy = q.CreatedByID
+		if q.CreatedBy != nil && q.CreatedBy.ID != "" {
+			data.createdBy = q.CreatedBy.ID
+		}
+		if data.createdBy != "" {
+			if err := subject.CheckUserID(data.createdBy); err != nil {
+				return apierror.Input("created_by: %v", err)
+			}
+		}
 	}
 	key := store.ChannelKey(typ, id)
 	ch, _, err := store.Get[model.Channel](ctx, s.st.Channels, key)
@@ -393,7 +410,7 @@ func (s *Server) removeMemberships(ctx context.Context, cid string, users []stri
 
 // stopWatching is POST /channels/{type}/{id}/stop-watching.
 func (s *Server) stopWatching(c echo.Context) error {
-	typ, id := c.Param("type"), c.Param("id")
+	typ, id := param(c, "type"), param(c, "id")
 	if err := checkChannelPath(typ, id); err != nil {
 		return err
 	}
@@ -415,7 +432,7 @@ type channelUpdate struct {
 func (s *Server) updateChannel(c echo.Context) error {
 	cl := callerOf(c)
 	ctx := c.Request().Context()
-	typ, id := c.Param("type"), c.Param("id")
+	typ, id := param(c, "type"), param(c, "id")
 	if err := checkChannelPath(typ, id); err != nil {
 		return err
 	}
@@ -499,7 +516,7 @@ func (s *Server) updateChannel(c echo.Context) error {
 func (s *Server) deleteChannel(c echo.Context) error {
 	cl := callerOf(c)
 	ctx := c.Request().Context()
-	typ, id := c.Param("type"), c.Param("id")
+	typ, id := param(c, "type"), param(c, "id")
 	if err := checkChannelPath(typ, id); err != nil {
 		return err
 	}

@@ -348,3 +348,17 @@ func TestUnknownConnectionIsCode46(t *testing.T) {
 	}
 	e.fails(req{method: "POST", path: "/channels/messaging/c/query", tok: john, query: url.Values{"connection_id": {"not a conn id"}}, body: map[string]any{"watch": true}}, 400, 4)
 }
+
+func TestEscapedChannelIDsAreUnescaped(t *testing.T) {
+	e := newEnv(t)
+	e.upsert(map[string]any{"id": "john@x"})
+	john := e.userToken("john@x")
+	out := e.ok(req{method: "POST", path: "/channels/messaging/room%40home/query", tok: john, body: map[string]any{"data": map[string]any{"members": []any{"john@x"}}}})
+	if id := out["channel"].(map[string]any)["id"]; id != "room@home" {
+		t.Errorf("channel id %v, want room@home", id)
+	}
+	if got := e.memberships("john@x"); !slices.Equal(got, []string{"messaging:room@home"}) {
+		t.Errorf("memberships %v", got)
+	}
+	e.ok(req{method: "DELETE", path: "/channels/messaging/room%40home", tok: john})
+}

@@ -69,7 +69,7 @@ func (s *Server) listChannelTypes(c echo.Context) error {
 
 // getChannelType is GET /channeltypes/{name}.
 func (s *Server) getChannelType(c echo.Context) error {
-	name := c.Param("name")
+	name := param(c, "name")
 	if err := subject.CheckChannelType(name); err != nil {
 		return apierror.Input("%v", err)
 	}
@@ -142,7 +142,7 @@ func (s *Server) updateChannelType(c echo.Context) error {
 	if err := serverOnly(callerOf(c), "updating a channel type"); err != nil {
 		return err
 	}
-	name := c.Param("name")
+	name := param(c, "name")
 	if err := subject.CheckChannelType(name); err != nil {
 		return apierror.Input("%v", err)
 	}
@@ -177,7 +177,7 @@ func (s *Server) deleteChannelType(c echo.Context) error {
 		return err
 	}
 	ctx := c.Request().Context()
-	name := c.Param("name")
+	name := param(c, "name")
 	if err := subject.CheckChannelType(name); err != nil {
 		return apierror.Input("%v", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -128,4 +129,14 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 func opError(op, format string, args ...any) *apierror.Error {
 	msg := strings.ReplaceAll(fmt.Sprintf(format, args...), `"`, `'`)
 	return apierror.Input("%s failed with error: \"%s\"", op, msg)
+}
+
+// param is a path parameter, unescaped: the SDK escapes ids with
+// encodeURIComponent (an '@' arrives as %40) and echo keeps the raw form.
+func param(c echo.Context, name string) string {
+	v := c.Param(name)
+	if u, err := url.PathUnescape(v); err == nil {
+		return u
+	}
+	return v
 }
