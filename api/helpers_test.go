@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -35,6 +37,7 @@ type env struct {
 	srv   *api.Server
 	base  string
 	admin string // server-side token
+	nodes int    // api nodes not yet closed
 }
 
 func newEnv(t *testing.T) *env {
@@ -81,7 +84,13 @@ func (e *env) startNode(node string) (*api.Server, string) {
 		if err := srv.Close(); err != nil {
 			e.t.Error(err)
 		}
+		// Once the last node is closed, and before NATS connections close
+		// (which would end a leaked watch anyway), nothing of the api runs.
+		if e.nodes--; e.nodes == 0 {
+			noGoroutinesLeft(e.t, "presence/api.")
+		}
 	})
+	e.nodes++
 	return srv, hs.URL
 }
 
@@ -224,6 +233,33 @@ func (e *env) setOnline(user string, at time.Time) {
 	})
 	if err != nil {
 		e.t.Fatal(err)
+	}
+}
+
+// noGoroutinesLeft fails the test if, shortly after Close, a goroutine still
+// runs code of the given package: every goroutine the api starts has an owner
+// that waits for it.
+func noGoroutinesLeft(t *testing.T, pkg string) {
+	t.Helper()
+	var stacks string
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		buf := make([]byte, 1<<20)
+		stacks = string(buf[:runtime.Stack(buf, true)])
+		leaked := false
+		for _, g := range strings.Split(stacks, "\n\n") {
+			if strings.Contains(g, pkg) && !strings.Contains(g, "noGoroutinesLeft") && !strings.Contains(g, "testing.tRunner") {
+				leaked = true
+			}
+		}
+		if !leaked {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("goroutines of %s still running after Close:\n%s", pkg, stacks)
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 

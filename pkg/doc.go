@@ -2,7 +2,8 @@
 //
 // Each subpackage is one idea that crosses a process boundary: subject names
 // (subject), stored and wire models (model), SDK events (event), the worker's
-// input (connevent), token checks (token), SDK-shaped errors (apierror),
-// JetStream streams and KV buckets (store), the embedded NATS server
-// (natsserver) and flag/environment configuration (config).
+// input (connevent), token checks (token), SDK-shaped errors (apierror), the
+// filter language of queryUsers and queryChannels (filter), JetStream streams
+// and KV buckets (store), the embedded NATS server (natsserver) and
+// flag/environment configuration (config).
 package pkg
