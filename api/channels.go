@@ -512,6 +512,67 @@ func (s *Server) updateChannel(c echo.Context) error {
 	return reply(c, map[string]any{"channel": states[0]["channel"], "members": states[0]["members"]})
 }
 
+// channelPatch is the body of PATCH /channels/{type}/{id}.
+type channelPatch struct {
+	Set   map[string]any `json:"set"`
+	Unset []string       `json:"unset"`
+}
+
+// partialUpdateChannel is PATCH /channels/{type}/{id}: set and unset custom
+// fields (the channel's own fields are not changed this way).
+func (s *Server) partialUpdateChannel(c echo.Context) error {
+	cl := callerOf(c)
+	ctx := c.Request().Context()
+	typ, id := param(c, "type"), param(c, "id")
+	if err := checkChannelPath(typ, id); err != nil {
+		return err
+	}
+	var body channelPatch
+	if err := decode(c, &body); err != nil {
+		return err
+	}
+	for _, f := range body.Unset {
+		if f == "" || len(f) > 256 {
+			return apierror.Input("unset field names must have 1 to 256 characters")
+		}
+	}
+	now := s.now()
+	ch, _, _, err := store.Update(ctx, s.st.Channels, store.ChannelKey(typ, id), func(ch *model.Channel, exists bool) error {
+		if !exists {
+			return apierror.NotFound("channel %s:%s does not exist", typ, id)
+		}
+		if !canUpdate(cl, *ch) {
+			return apierror.NotAllowed("user %s may not update channel %s", cl.user, ch.CID())
+		}
+		custom := maps.Clone(ch.Custom)
+		if custom == nil {
+			custom = map[string]any{}
+		}
+		for k, v := range body.Set {
+			if !model.ChannelReserved[k] && k != "" {
+				custom[k] = v
+			}
+		}
+		for _, k := range body.Unset {
+			delete(custom, k)
+		}
+		var err error
+		if ch.Custom, err = customFields(custom); err != nil {
+			return err
+		}
+		ch.UpdatedAt = now
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	states, err := s.channelStates(ctx, cl, []model.Channel{ch}, DefaultMemberLimit, 0)
+	if err != nil {
+		return err
+	}
+	return reply(c, map[string]any{"channel": states[0]["channel"], "members": states[0]["members"]})
+}
+
 // deleteChannel is DELETE /channels/{type}/{id}.
 func (s *Server) deleteChannel(c echo.Context) error {
 	cl := callerOf(c)

@@ -160,6 +160,11 @@ func TestMembersAndDeleteKeepMembershipsInSync(t *testing.T) {
 	if got := e.memberships("jack"); len(got) != 0 {
 		t.Errorf("jack's memberships = %v, want none", got)
 	}
+	out = e.ok(req{method: "PATCH", path: "/channels/team/t1", tok: john, body: map[string]any{"set": map[string]any{"mood": "calm", "id": "other"}, "unset": []any{"topic"}}})
+	if ch := out["channel"].(map[string]any); ch["mood"] != "calm" || ch["topic"] != nil || ch["id"] != "t1" {
+		t.Errorf("after partial update: %v", ch)
+	}
+	e.fails(req{method: "PATCH", path: "/channels/team/t1", tok: e.userToken("jack"), body: map[string]any{"set": map[string]any{"x": 1}}}, 403, 17)
 	e.ok(req{method: "DELETE", path: "/channels/team/t1", tok: john})
 	for _, u := range []string{"john", "jill"} {
 		if got := e.memberships(u); len(got) != 0 {

@@ -33,6 +33,7 @@ func (s *Server) routes() *echo.Echo {
 	a.POST("/channels/:type/:id/query", s.queryChannel)
 	a.POST("/channels/:type/:id/stop-watching", s.stopWatching)
 	a.POST("/channels/:type/:id", s.updateChannel)
+	a.PATCH("/channels/:type/:id", s.partialUpdateChannel)
 	a.DELETE("/channels/:type/:id", s.deleteChannel)
 
 	a.GET("/channeltypes", s.listChannelTypes)
