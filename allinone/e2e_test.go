@@ -1,0 +1,43 @@
+package allinone
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// TestE2E runs the official stream-chat SDK suite (e2e/tests) against an
+// all-in-one server on random ports. `make test` installs the suite's pinned
+// packages first and sets PRESENCE_E2E=1, which makes a missing install a
+// failure instead of a skip.
+func TestE2E(t *testing.T) {
+	e2eDir, err := filepath.Abs("../e2e")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(e2eDir, "node_modules", "stream-chat")); err != nil {
+		if os.Getenv("PRESENCE_E2E") != "" {
+			t.Fatalf("the SDK suite is not installed (%v): run `make test`", err)
+		}
+		t.Skip("SDK end-to-end suite not installed: run `make test` (it runs npm ci in e2e/)")
+	}
+	p := startForTest(t, Config{DevTokens: false})
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", "--test", "--test-concurrency=1", "--test-reporter=spec", "--test-force-exit", "tests/")
+	cmd.Dir = e2eDir
+	cmd.Env = append(os.Environ(),
+		"PRESENCE_URL="+p.HTTPURL(),
+		"PRESENCE_API_KEY="+p.cfg.APIKey,
+		"PRESENCE_API_SECRET="+p.Secret,
+		"PRESENCE_NATS_URL="+p.NATSURL(),
+	)
+	out, err := cmd.CombinedOutput()
+	t.Logf("SDK suite output:\n%s", out)
+	if err != nil {
+		t.Fatalf("SDK suite failed: %v", err)
+	}
+}
