@@ -71,9 +71,15 @@ func (e *env) connect() *nats.Conn {
 // startNode starts an api node on the env's NATS server and serves it.
 func (e *env) startNode(node string) (*api.Server, string) {
 	e.t.Helper()
+	return e.startNodeIn(node, e.t.TempDir())
+}
+
+// startNodeIn starts an api node whose index lives in dir.
+func (e *env) startNodeIn(node, dir string) (*api.Server, string) {
+	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cfg := api.Config{APIKey: testKey, APISecret: testSecret, NodeName: node, IndexDir: e.t.TempDir()}
+	cfg := api.Config{APIKey: testKey, APISecret: testSecret, NodeName: node, IndexDir: dir}
 	srv, err := api.New(ctx, cfg, e.connect(), nil)
 	if err != nil {
 		e.t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -41,7 +42,9 @@ type Server struct {
 	echo   *echo.Echo
 	now    func() time.Time
 
-	cancel context.CancelFunc // ends the router's watch
+	cancel    context.CancelFunc // ends the router's watch
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // New sets up the store, opens the index and waits until it has caught up
@@ -93,10 +96,14 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Ser
 // Handler is the REST API (every path but /connect).
 func (s *Server) Handler() http.Handler { return s.echo }
 
-// Close stops the watches, waits for them and closes the index.
+// Close stops the watches, waits for them and closes the index. Calling it
+// again does nothing.
 func (s *Server) Close() error {
-	s.cancel()
-	return s.idx.close()
+	s.closeOnce.Do(func() {
+		s.cancel()
+		s.closeErr = s.idx.close()
+	})
+	return s.closeErr
 }
 
 // Run serves the api on cfg.HTTPAddr until ctx ends, then shuts down
@@ -116,7 +123,10 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer srv.Close()
 
-	hs := &http.Server{Addr: cfg.HTTPAddr, Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	hs := &http.Server{
+		Addr: cfg.HTTPAddr, Handler: srv.Handler(),
+		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.ListenAndServe() }()
 	log.Info("api listening", "addr", cfg.HTTPAddr)

@@ -311,3 +311,26 @@ func TestStatusChangePublishesUserUpdated(t *testing.T) {
 		t.Errorf("meta %+v, want stream user at version %d", meta, entry.Revision())
 	}
 }
+
+func TestARestartedNodeRebuildsItsIndex(t *testing.T) {
+	e := newEnv(t)
+	dir := t.TempDir()
+	srv, base := e.startNodeIn("api-r", dir)
+	e.upsert(map[string]any{"id": "keep"}, map[string]any{"id": "gone"})
+	b, _ := json.Marshal(map[string]any{"filter_conditions": map[string]any{}})
+	all := req{method: "GET", path: "/users", tok: e.admin, base: base, query: url.Values{"payload": {string(b)}}}
+	if got := ids(e.ok(all)["users"].([]any)); !slices.Equal(got, []string{"gone", "keep"}) {
+		t.Fatalf("before restart: %v", got)
+	}
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Deleted while the node is down: the restarted node must not keep it.
+	if err := e.st.Users.Delete(t.Context(), "gone"); err != nil {
+		t.Fatal(err)
+	}
+	_, all.base = e.startNodeIn("api-r", dir)
+	if got := ids(e.ok(all)["users"].([]any)); !slices.Equal(got, []string{"keep"}) {
+		t.Fatalf("after restart: %v, want only keep", got)
+	}
+}
