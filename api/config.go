@@ -33,7 +33,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.APISecretPrevious, "api-secret-previous", "", "previous secret, still accepted during a rotation")
 	fs.BoolVar(&c.DevTokens, "dev-tokens", false, "accept the SDK's unsigned development tokens (never in production)")
 	fs.StringVar(&c.IndexDir, "index-dir", "", "directory of the local query index (default: a temporary directory)")
-	fs.StringVar(&c.NodeName, "node-name", defaultNodeName(), "name of this api node")
+	fs.StringVar(&c.NodeName, "node-name", "api-1", "unique name of this api node (names its index file)")
 	fs.IntVar(&c.Replicas, "replicas", 1, "replicas of the JetStream stream and buckets (3 in a cluster)")
 }
 

@@ -223,7 +223,7 @@ func (s *Server) saveUser(ctx context.Context, id string, change func(u *model.U
 	if !wrote {
 		return u, nil
 	}
-	if before.Invisible != u.Invisible {
+	if before.Invisible != u.Invisible || s.workerBehind(ctx, u) {
 		ev := connevent.Event{Kind: connevent.Visibility, User: id, Invisible: u.Invisible, ProfileRev: rev, At: now}
 		if _, err := s.js.Publish(ctx, subject.UserCommand(id), ev.Encode(), jetstream.WithMsgID(ev.MsgID())); err != nil {
 			return u, err
@@ -235,6 +235,18 @@ func (s *Server) saveUser(ctx context.Context, id string, change func(u *model.U
 		}
 	}
 	return u, nil
+}
+
+// workerBehind reports whether the worker's copy of the invisible flag
+// differs from the profile, e.g. because an earlier visibility publish failed
+// after its profile write. Publishing again heals it: the worker ignores
+// visibility changes older than what it has (I3).
+func (s *Server) workerBehind(ctx context.Context, u model.User) bool {
+	p, _, err := store.Get[model.Presence](ctx, s.st.Presence, store.Key(u.ID))
+	if errors.Is(err, store.ErrNotFound) {
+		return u.Invisible
+	}
+	return err == nil && p.Invisible != u.Invisible
 }
 
 // profileChanged reports a change others can see, apart from visibility.

@@ -11,6 +11,8 @@ import (
 
 	"github.com/presencehq/presence/pkg/connevent"
 	"github.com/presencehq/presence/pkg/event"
+	"github.com/presencehq/presence/pkg/model"
+	"github.com/presencehq/presence/pkg/store"
 	"github.com/presencehq/presence/pkg/subject"
 	"github.com/presencehq/presence/pkg/token"
 )
@@ -275,11 +277,36 @@ func TestVisibilityChangeGoesToTheWorker(t *testing.T) {
 	if _, err := stream.GetLastMsgForSubject(t.Context(), subject.UserCommand("ann")); err != nil {
 		t.Errorf("visibility event not on the input stream: %v", err)
 	}
-	e.ok(req{method: "PATCH", path: "/users", tok: e.admin, body: map[string]any{"users": []any{
-		map[string]any{"id": "ann", "set": map[string]any{"status": "away"}},
-	}}})
+	// The worker applies it (simulated here: no worker runs in these tests).
+	setWorkerInvisible := func(invisible bool) {
+		_, _, _, err := store.Update(t.Context(), e.st.Presence, "ann", func(p *model.Presence, _ bool) error {
+			p.Invisible, p.InvisibleRev = invisible, entry.Revision()
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	setWorkerInvisible(true)
+	status := func(s string) {
+		e.ok(req{method: "PATCH", path: "/users", tok: e.admin, body: map[string]any{"users": []any{
+			map[string]any{"id": "ann", "set": map[string]any{"status": s}},
+		}}})
+	}
+	status("away")
 	if msg, err := sub.NextMsg(100 * time.Millisecond); err == nil {
 		t.Errorf("a status change published a visibility event: %s", msg.Data)
+	}
+	// Had the first publish been lost, the worker would still think ann
+	// visible: the next write of her profile publishes the flag again.
+	setWorkerInvisible(false)
+	status("back")
+	msg, err = sub.NextMsg(5 * time.Second)
+	if err != nil {
+		t.Fatalf("a profile write did not heal the worker's stale visibility: %v", err)
+	}
+	if ev, _ := connevent.Decode(msg.Data); !ev.Invisible || ev.ProfileRev <= entry.Revision() {
+		t.Errorf("healing event %+v, want invisible with a newer profile revision", ev)
 	}
 }
 
