@@ -27,6 +27,7 @@ import (
 
 	"github.com/presencehq/presence/api"
 	"github.com/presencehq/presence/gateway"
+	"github.com/presencehq/presence/pkg/natsconn"
 	"github.com/presencehq/presence/pkg/natsserver"
 	worker "github.com/presencehq/presence/presence-worker"
 )
@@ -101,7 +102,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (p *Presence, err 
 		return nil, err
 	}
 	dial := func(name string) (*nats.Conn, error) {
-		nc, err := nats.Connect(p.ns.ClientURL(), nats.Name(name), nats.MaxReconnects(-1))
+		nc, err := natsconn.Connect(p.ns.ClientURL(), name, log)
 		if err == nil {
 			p.conns = append(p.conns, nc)
 		}

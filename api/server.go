@@ -23,6 +23,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/presencehq/presence/pkg/natsconn"
 	"github.com/presencehq/presence/pkg/route"
 	"github.com/presencehq/presence/pkg/store"
 	"github.com/presencehq/presence/pkg/subject"
@@ -101,6 +102,7 @@ func (s *Server) Handler() http.Handler { return s.echo }
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		s.cancel()
+		<-s.router.Stopped()
 		s.closeErr = s.idx.close()
 	})
 	return s.closeErr
@@ -110,9 +112,9 @@ func (s *Server) Close() error {
 // gracefully.
 func Run(ctx context.Context, cfg Config) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("service", "api", "node", cfg.NodeName)
-	nc, err := nats.Connect(cfg.NATSURL, nats.Name("presence-api "+cfg.NodeName), nats.MaxReconnects(-1))
+	nc, err := natsconn.Connect(cfg.NATSURL, "presence-api "+cfg.NodeName, log)
 	if err != nil {
-		return fmt.Errorf("api: connect to NATS at %s: %w", cfg.NATSURL, err)
+		return fmt.Errorf("api: %w", err)
 	}
 	defer nc.Close()
 	startCtx, cancel := context.WithTimeout(ctx, time.Minute)

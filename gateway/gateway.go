@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/presencehq/presence/pkg/connevent"
+	"github.com/presencehq/presence/pkg/natsconn"
 	"github.com/presencehq/presence/pkg/route"
 	"github.com/presencehq/presence/pkg/store"
 	"github.com/presencehq/presence/pkg/subject"
@@ -142,6 +143,7 @@ func (g *Gateway) Close() {
 	g.connWG.Wait()
 	g.cancel()
 	g.wg.Wait()
+	<-g.router.Stopped()
 	g.relay.close()
 	g.log.Info("gateway stopped")
 }
@@ -155,9 +157,9 @@ func (g *Gateway) ConnCount() int {
 
 // Run connects to NATS and serves /connect on cfg.WSAddr until ctx ends.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
-	nc, err := nats.Connect(cfg.NATSURL, nats.Name("presence-gateway "+cfg.NodeName), nats.MaxReconnects(-1))
+	nc, err := natsconn.Connect(cfg.NATSURL, "presence-gateway "+cfg.NodeName, log)
 	if err != nil {
-		return fmt.Errorf("gateway: connect to NATS: %w", err)
+		return fmt.Errorf("gateway: %w", err)
 	}
 	defer nc.Drain()
 	g, err := New(ctx, cfg, nc, log)

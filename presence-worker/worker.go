@@ -25,6 +25,7 @@ import (
 	"github.com/presencehq/presence/pkg/connevent"
 	"github.com/presencehq/presence/pkg/event"
 	"github.com/presencehq/presence/pkg/model"
+	"github.com/presencehq/presence/pkg/natsconn"
 	"github.com/presencehq/presence/pkg/route"
 	"github.com/presencehq/presence/pkg/store"
 	"github.com/presencehq/presence/pkg/subject"
@@ -74,6 +75,8 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Wor
 	if w.router, err = route.New(w.ctx, st); err != nil {
 		return fail(err)
 	}
+	w.wg.Add(1)
+	go func() { defer w.wg.Done(); <-w.router.Stopped() }()
 	if err := w.followNodes(ctx); err != nil {
 		return fail(err)
 	}
@@ -116,9 +119,9 @@ func (w *Worker) Close() {
 
 // Run connects to NATS and works until ctx ends.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
-	nc, err := nats.Connect(cfg.NATSURL, nats.Name("presence-worker "+cfg.Name), nats.MaxReconnects(-1))
+	nc, err := natsconn.Connect(cfg.NATSURL, "presence-worker "+cfg.Name, log)
 	if err != nil {
-		return fmt.Errorf("worker: connect to NATS: %w", err)
+		return fmt.Errorf("worker: %w", err)
 	}
 	defer nc.Drain()
 	w, err := New(ctx, cfg, nc, log)
@@ -242,40 +245,16 @@ type nodeLease struct {
 
 // followNodes keeps the known epoch of every gateway node current.
 func (w *Worker) followNodes(ctx context.Context) error {
-	watcher, err := w.st.Nodes.WatchAll(w.ctx)
+	stopped, err := store.Follow(w.ctx, w.st.Nodes, func(e jetstream.KeyValueEntry) {
+		var l nodeLease
+		if e.Operation() == jetstream.KeyValuePut && json.Unmarshal(e.Value(), &l) == nil {
+			w.learnEpoch(e.Key(), l.Epoch)
+		}
+	})
 	if err != nil {
 		return err
 	}
-	ready := make(chan struct{})
 	w.wg.Add(1)
-	go func() {
-		defer w.wg.Done()
-		defer watcher.Stop()
-		once := sync.OnceFunc(func() { close(ready) })
-		defer once()
-		for {
-			select {
-			case <-w.ctx.Done():
-				return
-			case e, ok := <-watcher.Updates():
-				if !ok {
-					return
-				}
-				if e == nil {
-					once()
-					continue
-				}
-				var l nodeLease
-				if e.Operation() == jetstream.KeyValuePut && json.Unmarshal(e.Value(), &l) == nil {
-					w.learnEpoch(e.Key(), l.Epoch)
-				}
-			}
-		}
-	}()
-	select {
-	case <-ready:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	go func() { defer w.wg.Done(); <-stopped }()
+	return nil
 }

@@ -23,52 +23,35 @@ type Router struct {
 
 	mu    sync.RWMutex
 	types map[string]bool // channel type → connect_events
-	ready chan struct{}
+
+	stopped <-chan struct{}
 }
 
-// New starts watching channel types; the watch ends with ctx.
+// New starts watching channel types; the watch ends with ctx (Stopped tells
+// when).
 func New(ctx context.Context, st *store.Store) (*Router, error) {
-	w, err := st.ChannelTypes.WatchAll(ctx)
+	r := &Router{st: st, types: map[string]bool{}}
+	stopped, err := store.Follow(ctx, st.ChannelTypes, r.apply)
 	if err != nil {
 		return nil, err
 	}
-	r := &Router{st: st, types: map[string]bool{}, ready: make(chan struct{})}
-	go r.follow(ctx, w)
-	select {
-	case <-r.ready:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+	r.stopped = stopped
 	return r, nil
 }
 
-func (r *Router) follow(ctx context.Context, w jetstream.KeyWatcher) {
-	defer w.Stop()
-	once := sync.OnceFunc(func() { close(r.ready) })
-	defer once()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case e, ok := <-w.Updates():
-			if !ok {
-				return
-			}
-			if e == nil { // initial values delivered
-				once()
-				continue
-			}
-			r.mu.Lock()
-			if e.Operation() != jetstream.KeyValuePut {
-				delete(r.types, e.Key())
-			} else {
-				var ct model.ChannelType
-				if json.Unmarshal(e.Value(), &ct) == nil {
-					r.types[e.Key()] = ct.ConnectEvents
-				}
-			}
-			r.mu.Unlock()
-		}
+// Stopped is closed once the router's watch has ended.
+func (r *Router) Stopped() <-chan struct{} { return r.stopped }
+
+func (r *Router) apply(e jetstream.KeyValueEntry) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e.Operation() != jetstream.KeyValuePut {
+		delete(r.types, e.Key())
+		return
+	}
+	var ct model.ChannelType
+	if json.Unmarshal(e.Value(), &ct) == nil {
+		r.types[e.Key()] = ct.ConnectEvents
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -218,4 +219,43 @@ func isConflict(err error) bool {
 		return true
 	}
 	return errors.Is(err, jetstream.ErrKeyExists)
+}
+
+// Follow calls apply for every entry of kv, then for every change, until ctx
+// ends. It returns once the current entries are applied; stopped is closed
+// when the watch has ended.
+func Follow(ctx context.Context, kv jetstream.KeyValue, apply func(jetstream.KeyValueEntry)) (stopped <-chan struct{}, err error) {
+	w, err := kv.WatchAll(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("store: watch %s: %w", kv.Bucket(), err)
+	}
+	ready, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		defer w.Stop()
+		markReady := sync.OnceFunc(func() { close(ready) })
+		defer markReady()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e == nil { // the current entries are all delivered
+					markReady()
+					continue
+				}
+				apply(e)
+			}
+		}
+	}()
+	select {
+	case <-ready:
+		return done, nil
+	case <-ctx.Done():
+		<-done
+		return nil, ctx.Err()
+	}
 }
