@@ -22,8 +22,27 @@ type Config struct {
 	HealthTimeout time.Duration
 	// ActiveInterval is how often a live connection refreshes last_active.
 	ActiveInterval time.Duration
-	// LeaseInterval is how often the node renews its lease.
+	// LeaseTTL is how long the node's connections outlive it if it dies
+	// without a word: workers expire a lease not renewed for this long (I4).
+	LeaseTTL time.Duration
+	// LeaseInterval is how often the node renews its lease, well inside TTL.
 	LeaseInterval time.Duration
+	// PingInterval and PingTimeout find clients that vanished without a
+	// close (a laptop lid shut): a socket that does not answer a WebSocket
+	// ping within the timeout is closed.
+	PingInterval time.Duration
+	PingTimeout  time.Duration
+	// DrainWindow spreads the closing of sockets on shutdown so their
+	// reconnects do not arrive at once; 0 closes them all at once.
+	DrainWindow time.Duration
+	// DrainGrace is how long the workers wait before a drained connection's
+	// user reads offline: a reconnect through another gateway within it
+	// produces no offline→online flap.
+	DrainGrace time.Duration
+	// ConnectRate and ConnectBurst bound accepted connects per second; past
+	// them a connect gets the SDK's retryable rate-limit error.
+	ConnectRate  float64
+	ConnectBurst int
 	// SendQueue is how many events may wait for a slow socket before it is
 	// closed (so one slow client never holds up the others).
 	SendQueue int
@@ -42,7 +61,14 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.NodeName, "node-name", "gateway-1", "unique name of this gateway node")
 	fs.DurationVar(&c.HealthTimeout, "health-timeout", 70*time.Second, "close a socket silent for this long")
 	fs.DurationVar(&c.ActiveInterval, "active-interval", 15*time.Minute, "how often a live connection refreshes last_active")
+	fs.DurationVar(&c.LeaseTTL, "lease-ttl", 10*time.Second, "a node silent for this long has its users taken offline")
 	fs.DurationVar(&c.LeaseInterval, "lease-interval", 2*time.Second, "how often the node renews its lease")
+	fs.DurationVar(&c.PingInterval, "ping-interval", 5*time.Second, "how often each socket is pinged")
+	fs.DurationVar(&c.PingTimeout, "ping-timeout", 10*time.Second, "close a socket whose ping is not answered within this")
+	fs.DurationVar(&c.DrainWindow, "drain-window", 10*time.Second, "on shutdown, close sockets spread over this window (0: all at once)")
+	fs.DurationVar(&c.DrainGrace, "drain-grace", 10*time.Second, "a drained user reconnecting elsewhere within this never reads offline")
+	fs.Float64Var(&c.ConnectRate, "connect-rate", 2000, "connects accepted per second before answering rate-limited")
+	fs.IntVar(&c.ConnectBurst, "connect-burst", 4000, "connects accepted at once before the rate applies")
 	fs.IntVar(&c.SendQueue, "send-queue", 256, "events queued per socket before a slow socket is closed")
 	fs.IntVar(&c.MaxWatches, "max-watches", 10000, "users plus channels one connection may watch")
 }
@@ -62,8 +88,26 @@ func (c *Config) defaults() {
 	if c.ActiveInterval <= 0 {
 		c.ActiveInterval = d.ActiveInterval
 	}
+	if c.LeaseTTL <= 0 {
+		c.LeaseTTL = d.LeaseTTL
+	}
 	if c.LeaseInterval <= 0 {
-		c.LeaseInterval = d.LeaseInterval
+		c.LeaseInterval = min(d.LeaseInterval, c.LeaseTTL/5)
+	}
+	if c.PingInterval <= 0 {
+		c.PingInterval = d.PingInterval
+	}
+	if c.PingTimeout <= 0 {
+		c.PingTimeout = d.PingTimeout
+	}
+	if c.DrainGrace <= 0 {
+		c.DrainGrace = d.DrainGrace
+	}
+	if c.ConnectRate <= 0 {
+		c.ConnectRate = d.ConnectRate
+	}
+	if c.ConnectBurst <= 0 {
+		c.ConnectBurst = d.ConnectBurst
 	}
 	if c.SendQueue <= 0 {
 		c.SendQueue = d.SendQueue

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -34,12 +35,15 @@ type connectRequest struct {
 
 // conn is one accepted socket.
 type conn struct {
-	id   string
-	seq  uint64
-	user string
-	ws   *websocket.Conn
-	send chan []byte
-	done chan struct{}
+	id    string
+	seq   uint64
+	epoch uint64
+	user  string
+	// grace is set when the node drains: the close is published with it.
+	grace atomic.Int64
+	ws    *websocket.Conn
+	send  chan []byte
+	done  chan struct{}
 
 	closeOnce sync.Once
 	// users and cids are the watches, guarded by relay.mu.
@@ -62,6 +66,15 @@ func (c *conn) close(code websocket.StatusCode, reason string) {
 	c.closeOnce.Do(func() {
 		close(c.done)
 		_ = c.ws.Close(code, reason)
+	})
+}
+
+// abort drops a client presumed dead without the closing handshake, which
+// it would never answer.
+func (c *conn) abort() {
+	c.closeOnce.Do(func() {
+		close(c.done)
+		_ = c.ws.CloseNow()
 	})
 }
 
@@ -140,6 +153,9 @@ func (g *Gateway) admit(r *http.Request, ws *websocket.Conn) (*conn, model.User,
 	if draining {
 		return nil, model.User{}, model.Presence{}, apierror.New(apierror.CodeInternal, http.StatusServiceUnavailable, "gateway is draining, reconnect")
 	}
+	if !g.connect.allow() {
+		return nil, model.User{}, model.Presence{}, apierror.New(apierror.CodeRateLimit, http.StatusTooManyRequests, "too many connects right now, retry shortly")
+	}
 
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
@@ -158,18 +174,19 @@ func (g *Gateway) admit(r *http.Request, ws *websocket.Conn) (*conn, model.User,
 		return nil, model.User{}, model.Presence{}, apierror.Internal()
 	}
 
-	seq := g.seq.Add(1)
+	seq, epoch := g.seq.Add(1), g.epoch.Load()
 	c := &conn{
-		id:   connid.ID{Node: g.cfg.NodeName, Epoch: g.epoch, Seq: seq}.String(),
-		seq:  seq,
-		user: req.UserID,
-		ws:   ws,
-		send: make(chan []byte, g.cfg.SendQueue),
-		done: make(chan struct{}),
+		id:    connid.ID{Node: g.cfg.NodeName, Epoch: epoch, Seq: seq}.String(),
+		seq:   seq,
+		epoch: epoch,
+		user:  req.UserID,
+		ws:    ws,
+		send:  make(chan []byte, g.cfg.SendQueue),
+		done:  make(chan struct{}),
 	}
 	now := time.Now().UTC()
 	opened := connevent.Event{
-		Kind: connevent.Opened, User: c.user, ConnID: c.id, Node: g.cfg.NodeName, Epoch: g.epoch,
+		Kind: connevent.Opened, User: c.user, ConnID: c.id, Node: g.cfg.NodeName, Epoch: epoch,
 		At: now, Invisible: profile.Invisible, ProfileRev: rev,
 	}
 	if err := g.publish(ctx, opened); err != nil {
@@ -186,7 +203,7 @@ func (g *Gateway) admit(r *http.Request, ws *websocket.Conn) (*conn, model.User,
 	if !profile.Invisible {
 		p.LastActive = now
 	}
-	p.Conns = map[string]model.Conn{c.id: {Node: g.cfg.NodeName, Epoch: g.epoch, OpenedAt: now}}
+	p.Conns = map[string]model.Conn{c.id: {Node: g.cfg.NodeName, Epoch: epoch, OpenedAt: now}}
 	p.Invisible = profile.Invisible
 	return c, profile, p, nil
 }
@@ -252,8 +269,8 @@ func (g *Gateway) reject(ws *websocket.Conn, e *apierror.Error) {
 	defer cancel()
 	_ = ws.Write(ctx, websocket.MessageText, b)
 	code := websocket.StatusNormalClosure
-	if e.Code == apierror.CodeInternal {
-		code = websocket.StatusTryAgainLater // retryable
+	if e.Code == apierror.CodeInternal || e.Code == apierror.CodeRateLimit {
+		code = websocket.StatusTryAgainLater // the SDK reconnects
 	}
 	_ = ws.Close(code, "connect rejected")
 }
@@ -296,11 +313,23 @@ func isHealthCheck(b []byte) bool {
 	return len(evs) > 0 && evs[0].Type == event.HealthCheck
 }
 
+// writeLoop writes queued events and pings the client, so a client that
+// vanished without a close is found within PingInterval + PingTimeout.
 func (g *Gateway) writeLoop(c *conn) {
+	ping := time.NewTicker(g.cfg.PingInterval)
+	defer ping.Stop()
 	for {
 		select {
 		case <-c.done:
 			return
+		case <-ping.C:
+			ctx, cancel := context.WithTimeout(context.Background(), g.cfg.PingTimeout)
+			err := c.ws.Ping(ctx)
+			cancel()
+			if err != nil {
+				c.abort() // gone silent: no handshake to wait for
+				return
+			}
 		case b := <-c.send:
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			err := c.ws.Write(ctx, websocket.MessageText, b)
@@ -319,7 +348,7 @@ func (g *Gateway) forget(c *conn) {
 	delete(g.conns, c.id)
 	g.mu.Unlock()
 	g.relay.drop(c)
-	ev := connevent.Event{Kind: connevent.Closed, User: c.user, ConnID: c.id, Node: g.cfg.NodeName, Epoch: g.epoch, At: time.Now().UTC()}
+	ev := connevent.Event{Kind: connevent.Closed, User: c.user, ConnID: c.id, Node: g.cfg.NodeName, Epoch: c.epoch, At: time.Now().UTC(), Grace: time.Duration(c.grace.Load())}
 	// Retried until it lands: a lost "closed" would leave the user online
 	// until the node's lease lapses.
 	for attempt := 0; attempt < 5; attempt++ {

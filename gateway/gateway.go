@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"sync"
@@ -39,9 +40,10 @@ type Gateway struct {
 	tokens *token.Checker
 	relay  *relay
 	// epoch tells this run of the node apart from earlier runs under the
-	// same name (I6).
-	epoch uint64
-	seq   atomic.Uint64
+	// same name (I6); it changes again if the node loses its lease.
+	epoch   atomic.Uint64
+	seq     atomic.Uint64
+	connect *rateLimit
 
 	mu       sync.Mutex
 	conns    map[string]*conn
@@ -76,14 +78,14 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Gat
 		return nil, err
 	}
 	g := &Gateway{
-		cfg:    cfg,
-		log:    log,
-		nc:     nc,
-		js:     js,
-		st:     st,
-		tokens: token.NewChecker(cfg.APISecret, token.WithPreviousSecret(cfg.APISecretPrevious), token.WithDevTokens(cfg.DevTokens)),
-		epoch:  uint64(time.Now().UnixNano()),
-		conns:  map[string]*conn{},
+		cfg:     cfg,
+		log:     log,
+		nc:      nc,
+		js:      js,
+		st:      st,
+		tokens:  token.NewChecker(cfg.APISecret, token.WithPreviousSecret(cfg.APISecretPrevious), token.WithDevTokens(cfg.DevTokens)),
+		conns:   map[string]*conn{},
+		connect: newRateLimit(cfg.ConnectRate, cfg.ConnectBurst),
 	}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	g.router, err = route.New(g.ctx, st)
@@ -106,12 +108,12 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Gat
 		return nil, err
 	}
 	g.wg.Add(2)
-	go g.renewLease()
+	go g.keepLease()
 	go g.refreshActive()
 	if cfg.DevTokens {
 		log.Warn("DEVELOPMENT TOKENS ARE ON: anyone can connect as any user without a signed token. Never in production.")
 	}
-	log.Info("gateway started", "epoch", g.epoch)
+	log.Info("gateway started", "epoch", g.epoch.Load())
 	return g, nil
 }
 
@@ -120,15 +122,43 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Gat
 // ActiveInterval).
 func inputMaxAge(active time.Duration) time.Duration { return 2*active + time.Minute }
 
-// Handler serves /connect.
+// websocket1012 is the close code that makes the SDK reconnect (through the
+// load balancer, elsewhere): "service restart".
+const websocket1012 = websocket.StatusServiceRestart
+
+// Handler serves /connect, /healthz (the process is alive) and /readyz (it
+// takes connections: NATS is connected and the node is not draining).
 func (g *Gateway) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/connect", g.serveConnect)
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if reason := g.notReady(); reason != "" {
+			http.Error(w, reason, http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
 	return mux
 }
 
-// Close drains the node: every socket is closed with 1012 (the SDK reconnects
-// elsewhere), each connection's close is published, and background work ends.
+func (g *Gateway) notReady() string {
+	g.mu.Lock()
+	draining := g.draining
+	g.mu.Unlock()
+	switch {
+	case draining:
+		return "draining"
+	case !g.nc.IsConnected():
+		return "not connected to NATS"
+	}
+	return ""
+}
+
+// Close drains the node: it stops accepting, closes its sockets spread over
+// DrainWindow with 1012 (the SDK reconnects, elsewhere), publishes each close
+// with DrainGrace so users reconnecting elsewhere never read offline, and
+// ends its background work.
 func (g *Gateway) Close() {
 	g.mu.Lock()
 	g.draining = true
@@ -137,15 +167,38 @@ func (g *Gateway) Close() {
 		conns = append(conns, c)
 	}
 	g.mu.Unlock()
-	for _, c := range conns {
-		c.close(websocket.StatusServiceRestart, "server restarting")
+	g.log.Info("draining", "connections", len(conns), "window", g.cfg.DrainWindow)
+	for i, c := range conns {
+		c.grace.Store(int64(g.cfg.DrainGrace))
+		if g.cfg.DrainWindow > 0 {
+			// Spread evenly with jitter so reconnects arrive as a trickle.
+			slot := g.cfg.DrainWindow * time.Duration(i) / time.Duration(len(conns))
+			jitter := time.Duration(rand.Int64N(int64(g.cfg.DrainWindow)/int64(len(conns)) + 1))
+			time.AfterFunc(slot+jitter, func() { c.close(websocket1012, "server restarting") })
+			continue
+		}
+		c.close(websocket1012, "server restarting")
 	}
 	g.connWG.Wait()
 	g.cancel()
 	g.wg.Wait()
+	g.retireLease()
 	<-g.router.Stopped()
 	g.relay.close()
 	g.log.Info("gateway stopped")
+}
+
+// closeAll closes every socket at once.
+func (g *Gateway) closeAll(code websocket.StatusCode, reason string) {
+	g.mu.Lock()
+	conns := make([]*conn, 0, len(g.conns))
+	for _, c := range g.conns {
+		conns = append(conns, c)
+	}
+	g.mu.Unlock()
+	for _, c := range conns {
+		c.close(code, reason)
+	}
 }
 
 // ConnCount is the number of open connections.

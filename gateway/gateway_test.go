@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http/httptest"
 	"net/url"
 	"strings"
@@ -27,14 +28,22 @@ const (
 )
 
 type harness struct {
-	t   *testing.T
-	nc  *nats.Conn
-	js  jetstream.JetStream
-	gw  *Gateway
-	url string
+	// markClosed tells the cleanup the test closed the gateway itself.
+	markClosed func()
+	t          *testing.T
+	nc         *nats.Conn
+	js         jetstream.JetStream
+	gw         *Gateway
+	url        string
 }
 
 func newHarness(t *testing.T) *harness {
+	return newHarnessWith(t, Config{})
+}
+
+// newHarnessWith starts a gateway with cfg (key, secret and node name filled
+// in when empty) on its own embedded NATS server.
+func newHarnessWith(t *testing.T, cfg Config) *harness {
 	t.Helper()
 	ns := natsserver.StartForTest(t)
 	nc, err := nats.Connect(ns.ClientURL())
@@ -44,14 +53,28 @@ func newHarness(t *testing.T) *harness {
 	t.Cleanup(nc.Close)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	gw, err := New(ctx, Config{APIKey: testKey, APISecret: testSecret, NodeName: "gw-test"}, nc, nil)
+	if cfg.APIKey == "" {
+		cfg.APIKey, cfg.APISecret = testKey, testSecret
+	}
+	if cfg.NodeName == "" {
+		cfg.NodeName = "gw-test"
+	}
+	gw, err := New(ctx, cfg, nc, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(gw.Handler())
-	t.Cleanup(func() { srv.Close(); gw.Close() })
+	closed := false
+	t.Cleanup(func() {
+		srv.Close()
+		if !closed {
+			gw.Close()
+		}
+	})
 	js, _ := jetstream.New(nc)
-	return &harness{t: t, nc: nc, js: js, gw: gw, url: "ws" + strings.TrimPrefix(srv.URL, "http") + "/connect"}
+	h := &harness{t: t, nc: nc, js: js, gw: gw, url: "ws" + strings.TrimPrefix(srv.URL, "http") + "/connect"}
+	h.markClosed = func() { closed = true }
+	return h
 }
 
 // dial connects like the SDK does and returns the socket and the first frame.
@@ -283,23 +306,8 @@ func equal(a, b []any) bool {
 }
 
 func TestLiveConnectionRefreshesLastActive(t *testing.T) {
-	ns := natsserver.StartForTest(t)
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
 	// 16 slots of 20ms: every connection refreshes within 320ms.
-	gw, err := New(ctx, Config{APIKey: testKey, APISecret: testSecret, NodeName: "gw-active", ActiveInterval: 320 * time.Millisecond}, nc, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(gw.Handler())
-	t.Cleanup(func() { srv.Close(); gw.Close() })
-	js, _ := jetstream.New(nc)
-	h := &harness{t: t, nc: nc, js: js, gw: gw, url: "ws" + strings.TrimPrefix(srv.URL, "http") + "/connect"}
+	h := newHarnessWith(t, Config{NodeName: "gw-active", ActiveInterval: 320 * time.Millisecond})
 	_, first := h.dial("ann", userToken(t, "ann"), testKey, nil)
 	evs := h.inputEvents(2)
 	if evs[1].Kind != connevent.Active || evs[1].ConnID != first["connection_id"] {

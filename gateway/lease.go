@@ -3,37 +3,79 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/presencehq/presence/pkg/connevent"
+	"github.com/presencehq/presence/pkg/model"
 	"github.com/presencehq/presence/pkg/subject"
 )
 
-// Lease is a gateway node's lease record in the nodes bucket.
-type Lease struct {
-	Epoch     uint64    `json:"epoch"`
-	RenewedAt time.Time `json:"renewed_at"`
+// newEpoch picks an epoch above every earlier one of this node name, even if
+// the clock went backwards since.
+func (g *Gateway) newEpoch(ctx context.Context) (uint64, error) {
+	epoch := uint64(time.Now().UnixNano())
+	e, err := g.st.Nodes.Get(ctx, g.cfg.NodeName)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return epoch, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	var l model.Lease
+	if json.Unmarshal(e.Value(), &l) == nil && l.Epoch+2 > epoch {
+		epoch = l.Epoch + 2 // +1 may be the mark of its expiry
+	}
+	return epoch, nil
 }
 
 // announce tells the workers this node runs under a new epoch, so every
-// connection of its previous run is dropped at once (I6), and takes the lease.
+// connection of its previous runs is dropped at once (I6), and takes the lease.
 func (g *Gateway) announce(ctx context.Context) error {
-	ev := connevent.Event{Kind: connevent.NodeStarted, Node: g.cfg.NodeName, Epoch: g.epoch, At: time.Now().UTC()}
-	if _, err := g.js.Publish(ctx, subject.NodeStarted(g.cfg.NodeName), ev.Encode(), jetstream.WithMsgID(ev.MsgID())); err != nil {
+	epoch, err := g.newEpoch(ctx)
+	if err != nil {
 		return err
 	}
-	return g.putLease(ctx)
-}
-
-func (g *Gateway) putLease(ctx context.Context) error {
-	b, _ := json.Marshal(Lease{Epoch: g.epoch, RenewedAt: time.Now().UTC()})
-	_, err := g.st.Nodes.Put(ctx, g.cfg.NodeName, b)
+	g.epoch.Store(epoch)
+	ev := connevent.Event{Kind: connevent.NodeStarted, Node: g.cfg.NodeName, Epoch: epoch, At: time.Now().UTC()}
+	if _, err := g.js.Publish(ctx, subject.NodeEvent(g.cfg.NodeName), ev.Encode(), jetstream.WithMsgID(ev.MsgID())); err != nil {
+		return err
+	}
+	b, _ := json.Marshal(model.Lease{Epoch: epoch, RenewedAt: time.Now().UTC(), TTL: g.cfg.LeaseTTL})
+	_, err = g.st.Nodes.Put(ctx, g.cfg.NodeName, b)
 	return err
 }
 
-// renewLease keeps the node's lease alive while it runs.
-func (g *Gateway) renewLease() {
+// errLeaseLost: a worker expired this node's lease, or another process took
+// the node name.
+var errLeaseLost = errors.New("lease lost")
+
+// renew renews the lease with compare-and-set, so a worker's expiry mark is
+// never overwritten unseen.
+func (g *Gateway) renew(ctx context.Context) error {
+	e, err := g.st.Nodes.Get(ctx, g.cfg.NodeName)
+	if err != nil {
+		return err
+	}
+	var l model.Lease
+	if err := json.Unmarshal(e.Value(), &l); err != nil {
+		return err
+	}
+	if l.Epoch != g.epoch.Load() || l.Expired {
+		return errLeaseLost
+	}
+	b, _ := json.Marshal(model.Lease{Epoch: l.Epoch, RenewedAt: time.Now().UTC(), TTL: g.cfg.LeaseTTL})
+	_, err = g.st.Nodes.Update(ctx, g.cfg.NodeName, b, e.Revision())
+	return err
+}
+
+// keepLease renews the lease every LeaseInterval on its own goroutine, so a
+// busy relay never delays it. If the lease was lost (the node was cut off
+// longer than the TTL and the workers took its users offline), every socket is
+// closed so its clients reconnect, and the node carries on under a new epoch.
+func (g *Gateway) keepLease() {
 	defer g.wg.Done()
 	t := time.NewTicker(g.cfg.LeaseInterval)
 	defer t.Stop()
@@ -42,12 +84,31 @@ func (g *Gateway) renewLease() {
 		case <-g.ctx.Done():
 			return
 		case <-t.C:
-			ctx, cancel := context.WithTimeout(g.ctx, g.cfg.LeaseInterval)
-			if err := g.putLease(ctx); err != nil && g.ctx.Err() == nil {
-				g.log.Warn("renew lease", "err", err)
-			}
-			cancel()
 		}
+		ctx, cancel := context.WithTimeout(g.ctx, g.cfg.LeaseInterval)
+		err := g.renew(ctx)
+		if errors.Is(err, errLeaseLost) {
+			g.log.Error("lease lost: closing every socket and starting a new epoch")
+			g.closeAll(websocket1012, "lease lost, reconnect")
+			if err := g.announce(ctx); err != nil && g.ctx.Err() == nil {
+				g.log.Error("re-announce after lost lease", "err", err)
+			}
+		} else if err != nil && g.ctx.Err() == nil {
+			g.log.Warn("renew lease", "err", err)
+		}
+		cancel()
+	}
+}
+
+// retireLease renews the lease one last time on a graceful stop, for as
+// long as the drained users' grace runs: the workers must not sweep those
+// connections before a reconnect elsewhere has had its chance.
+func (g *Gateway) retireLease() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	b, _ := json.Marshal(model.Lease{Epoch: g.epoch.Load(), RenewedAt: time.Now().UTC(), TTL: g.cfg.DrainGrace + g.cfg.LeaseTTL})
+	if _, err := g.st.Nodes.Put(ctx, g.cfg.NodeName, b); err != nil {
+		g.log.Warn("retire lease", "err", err)
 	}
 }
 
@@ -77,7 +138,7 @@ func (g *Gateway) refreshActive() {
 		g.mu.Unlock()
 		now := time.Now().UTC()
 		for _, c := range due {
-			ev := connevent.Event{Kind: connevent.Active, User: c.user, ConnID: c.id, Node: g.cfg.NodeName, Epoch: g.epoch, At: now}
+			ev := connevent.Event{Kind: connevent.Active, User: c.user, ConnID: c.id, Node: g.cfg.NodeName, Epoch: c.epoch, At: now}
 			// Fire and forget: a lost refresh only makes last_active a bit older.
 			_, _ = g.js.PublishAsync(subject.ConnEvent(g.cfg.NodeName, c.user), ev.Encode(), jetstream.WithMsgID(ev.MsgID()))
 		}

@@ -19,6 +19,12 @@ type Config struct {
 	ActiveInterval time.Duration
 	// Replicas of the stream and buckets this worker creates if missing.
 	Replicas int
+	// LeaseCheck is how often gateway leases are checked for expiry.
+	LeaseCheck time.Duration
+	// OfflineGrace delays every offline transition: a user who reconnects
+	// within it never reads offline. 0 (the default, as Stream does): offline
+	// at once. Drained gateways ask for their own grace per connection.
+	OfflineGrace time.Duration
 }
 
 // RegisterFlags binds the config to flags with their defaults.
@@ -28,6 +34,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Shards, "shards", 64, "users processed concurrently")
 	fs.DurationVar(&c.ActiveInterval, "active-interval", 15*time.Minute, "how often a live connection refreshes last_active")
 	fs.IntVar(&c.Replicas, "replicas", 1, "replicas of JetStream streams and buckets")
+	fs.DurationVar(&c.LeaseCheck, "lease-check", time.Second, "how often gateway leases are checked for expiry")
+	fs.DurationVar(&c.OfflineGrace, "offline-grace", 0, "delay every offline transition by this much (0: offline at once)")
 }
 
 func (c *Config) defaults() {
@@ -36,6 +44,9 @@ func (c *Config) defaults() {
 	}
 	if c.Shards <= 0 {
 		c.Shards = 64
+	}
+	if c.LeaseCheck <= 0 {
+		c.LeaseCheck = time.Second
 	}
 	if c.ActiveInterval <= 0 {
 		c.ActiveInterval = 15 * time.Minute

@@ -14,9 +14,10 @@ import (
 	"github.com/presencehq/presence/pkg/subject"
 )
 
-// nodeStarted handles a gateway node restarting under a new epoch: every
-// connection of its earlier runs is gone now, not when a lease lapses (I6).
-func (w *Worker) nodeStarted(ctx context.Context, ev connevent.Event) error {
+// nodeGone handles a gateway node restarting under a new epoch (every
+// connection of its earlier runs is gone now, not when a lease lapses: I6) or
+// its lease lapsing (every connection of the expired epoch is gone: I4).
+func (w *Worker) nodeGone(ctx context.Context, ev connevent.Event) error {
 	if err := subject.CheckNode(ev.Node); err != nil {
 		return nil
 	}
@@ -33,7 +34,7 @@ func (w *Worker) nodeStarted(ctx context.Context, ev connevent.Event) error {
 		}
 	}
 	if len(users) > 0 {
-		w.log.Info("node restarted, swept its earlier connections", "node", ev.Node, "users", len(users))
+		w.log.Info("swept a gone node's connections", "node", ev.Node, "why", ev.Kind, "users", len(users))
 	}
 	return nil
 }

@@ -42,6 +42,7 @@ type Worker struct {
 
 	epochMu sync.RWMutex
 	epochs  map[string]uint64
+	leases  *leases
 
 	shards []chan jetstream.Msg
 	cc     jetstream.ConsumeContext
@@ -65,7 +66,7 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Wor
 	if err != nil {
 		return nil, err
 	}
-	w := &Worker{cfg: cfg, log: log, nc: nc, js: js, st: st, epochs: map[string]uint64{}}
+	w := &Worker{cfg: cfg, log: log, nc: nc, js: js, st: st, epochs: map[string]uint64{}, leases: newLeases()}
 	w.ctx, w.cancel = context.WithCancel(context.Background())
 	fail := func(err error) (*Worker, error) {
 		w.cancel()
@@ -80,6 +81,8 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Wor
 	if err := w.followNodes(ctx); err != nil {
 		return fail(err)
 	}
+	w.wg.Add(1)
+	go w.expireLeases()
 	cons, err := js.CreateOrUpdateConsumer(ctx, store.StreamInput, jetstream.ConsumerConfig{
 		Durable:       store.ConsumerWorkers,
 		AckPolicy:     jetstream.AckExplicitPolicy,
@@ -159,8 +162,14 @@ func (w *Worker) handle(msg jetstream.Msg) {
 	}
 	ctx, cancel := context.WithTimeout(w.ctx, 20*time.Second)
 	defer cancel()
-	if ev.Kind == connevent.NodeStarted {
-		err = w.nodeStarted(ctx, ev)
+	if wait := w.graceLeft(ev); wait > 0 {
+		// Not yet: JetStream hands it back when the grace has passed, and a
+		// reconnect arriving meanwhile keeps the user online.
+		_ = msg.NakWithDelay(wait)
+		return
+	}
+	if ev.Kind == connevent.NodeStarted || ev.Kind == connevent.NodeExpired {
+		err = w.nodeGone(ctx, ev)
 	} else {
 		err = w.applyEvent(ctx, ev, redelivered(msg))
 	}
@@ -172,6 +181,15 @@ func (w *Worker) handle(msg jetstream.Msg) {
 		return
 	}
 	_ = msg.Ack()
+}
+
+// graceLeft is how long a Closed event must still wait.
+func (w *Worker) graceLeft(ev connevent.Event) time.Duration {
+	if ev.Kind != connevent.Closed {
+		return 0
+	}
+	grace := max(ev.Grace, w.cfg.OfflineGrace)
+	return time.Until(ev.At.Add(grace))
 }
 
 func redelivered(msg jetstream.Msg) bool {
@@ -238,17 +256,18 @@ func (w *Worker) learnEpoch(node string, epoch uint64) {
 	}
 }
 
-// nodeLease is the part of a gateway's lease record the worker reads.
-type nodeLease struct {
-	Epoch uint64 `json:"epoch"`
-}
-
-// followNodes keeps the known epoch of every gateway node current.
+// followNodes keeps the known epoch and lease of every gateway node current.
 func (w *Worker) followNodes(ctx context.Context) error {
 	stopped, err := store.Follow(w.ctx, w.st.Nodes, func(e jetstream.KeyValueEntry) {
-		var l nodeLease
-		if e.Operation() == jetstream.KeyValuePut && json.Unmarshal(e.Value(), &l) == nil {
-			w.learnEpoch(e.Key(), l.Epoch)
+		var l model.Lease
+		if e.Operation() != jetstream.KeyValuePut || json.Unmarshal(e.Value(), &l) != nil {
+			return
+		}
+		w.learnEpoch(e.Key(), l.Epoch)
+		w.leases.seen(e.Key(), l, e.Revision())
+		if l.Expired {
+			w.learnEpoch(e.Key(), l.Epoch+1)
+			w.announceExpiry(e.Key(), l)
 		}
 	})
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -45,7 +46,7 @@ func newHarness(t *testing.T) *harness {
 	if _, err := nc.ChanSubscribe(subject.EventsAll, h.events); err != nil {
 		t.Fatal(err)
 	}
-	w, err := New(ctx, Config{Shards: 4}, nc, nil)
+	w, err := New(ctx, Config{Shards: 4, LeaseCheck: 50 * time.Millisecond}, nc, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +61,7 @@ func (h *harness) publish(ev connevent.Event) {
 	case connevent.Visibility:
 		subj = subject.UserCommand(ev.User)
 	case connevent.NodeStarted:
-		subj = subject.NodeStarted(ev.Node)
+		subj = subject.NodeEvent(ev.Node)
 	}
 	// No Msg-Id: the test wants duplicates to reach the worker.
 	if _, err := h.js.Publish(context.Background(), subj, ev.Encode()); err != nil {

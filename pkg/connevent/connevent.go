@@ -24,6 +24,9 @@ const (
 	// NodeStarted: a gateway node started under a new epoch; every older
 	// connection of that node is gone (I6).
 	NodeStarted Kind = "node_started"
+	// NodeExpired: a gateway node's lease lapsed; every connection of an
+	// epoch older than Epoch is gone (I4).
+	NodeExpired Kind = "node_expired"
 )
 
 // Event is one input event of the worker.
@@ -34,6 +37,9 @@ type Event struct {
 	Node   string    `json:"node,omitempty"`
 	Epoch  uint64    `json:"epoch,omitempty"`
 	At     time.Time `json:"at"`
+	// Grace delays applying a Closed: a user who reconnects within it (say,
+	// through another gateway while this one drains) never reads offline.
+	Grace time.Duration `json:"grace,omitempty"`
 	// Invisible and ProfileRev carry the profile's invisible flag and the
 	// profile revision it was read at (Opened and Visibility).
 	Invisible  bool   `json:"invisible,omitempty"`
@@ -48,6 +54,8 @@ func (e Event) MsgID() string {
 		return fmt.Sprintf("vis:%s:%d", e.User, e.ProfileRev)
 	case NodeStarted:
 		return fmt.Sprintf("node:%s:%d", e.Node, e.Epoch)
+	case NodeExpired:
+		return fmt.Sprintf("expired:%s:%d", e.Node, e.Epoch)
 	case Active:
 		return "active:" + e.ConnID + ":" + strconv.FormatInt(e.At.Unix(), 10)
 	default:
@@ -68,7 +76,7 @@ func Decode(b []byte) (Event, error) {
 		return e, fmt.Errorf("connevent: %w", err)
 	}
 	switch e.Kind {
-	case Opened, Closed, Active, Visibility, NodeStarted:
+	case Opened, Closed, Active, Visibility, NodeStarted, NodeExpired:
 	default:
 		return e, fmt.Errorf("connevent: unknown kind %q", e.Kind)
 	}

@@ -5,7 +5,7 @@
 //
 //	presence.in.conn.<node>.<user>        connection opened/closed/active (JetStream, worker input)
 //	presence.in.user.<user>               visibility changes from the api (JetStream, worker input)
-//	presence.in.node.<node>               a gateway node started under a new epoch (JetStream, worker input)
+//	presence.in.node.<node>               a gateway node started under a new epoch, or its lease lapsed (JetStream, worker input)
 //	presence.events.user.<user>           user.presence.changed / user.updated for one user
 //	presence.events.channel.<type>.<id>   the same events, for each channel the user is in
 //	presence.gateway.<node>.watch         request: add or remove watches of one connection
@@ -90,8 +90,8 @@ func ConnEventsOfNode(node string) string { return connIn + node + ".>" }
 // UserCommand is the subject of a visibility change of user.
 func UserCommand(user string) string { return userIn + user }
 
-// NodeStarted is the subject announcing a node's new epoch.
-func NodeStarted(node string) string { return nodeIn + node }
+// NodeEvent is the subject of a node's lifecycle events (started, expired).
+func NodeEvent(node string) string { return nodeIn + node }
 
 // UserEvents is the subject of events about one user.
 func UserEvents(user string) string { return userEvents + user }

@@ -1,0 +1,128 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/presencehq/presence/pkg/connevent"
+	"github.com/presencehq/presence/pkg/model"
+)
+
+// waitClose reads until the socket closes and returns its close status.
+func waitClose(t *testing.T, ws *websocket.Conn, within time.Duration) websocket.StatusCode {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	for {
+		_, _, err := ws.Read(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				t.Fatalf("socket still open after %v", within)
+			}
+			return websocket.CloseStatus(err)
+		}
+	}
+}
+
+func TestSilentClientIsClosedAfterUnansweredPing(t *testing.T) {
+	h := newHarnessWith(t, Config{PingInterval: 100 * time.Millisecond, PingTimeout: 200 * time.Millisecond})
+	// A client that never reads never answers pings: like a laptop whose lid
+	// was shut, it neither closes nor sends anything.
+	_, first := h.dial("ann", userToken(t, "ann"), testKey, nil)
+	evs := h.inputEvents(2)
+	if evs[1].Kind != connevent.Closed || evs[1].ConnID != first["connection_id"] {
+		t.Fatalf("after silence published %+v, want the connection closed", evs[1])
+	}
+	if evs[1].At.Sub(evs[0].At) > 2*time.Second {
+		t.Fatalf("silent client closed after %v, want within ping interval + timeout", evs[1].At.Sub(evs[0].At))
+	}
+}
+
+func TestConnectRateLimitAnswersRetryably(t *testing.T) {
+	h := newHarnessWith(t, Config{ConnectRate: 0.001, ConnectBurst: 1})
+	h.dial("ann", userToken(t, "ann"), testKey, nil)
+	ws, first := h.dial("bob", userToken(t, "bob"), testKey, nil)
+	e, _ := first["error"].(map[string]any)
+	if e == nil || e["code"] != float64(9) || e["StatusCode"] != float64(429) {
+		t.Fatalf("second connect got %v, want rate-limit code 9 status 429", first)
+	}
+	if code := waitClose(t, ws, 5*time.Second); code != websocket.StatusTryAgainLater {
+		t.Fatalf("close %v, want 1013 so the SDK retries", code)
+	}
+}
+
+func TestLostLeaseClosesSocketsAndStartsANewEpoch(t *testing.T) {
+	h := newHarnessWith(t, Config{LeaseTTL: 500 * time.Millisecond, LeaseInterval: 50 * time.Millisecond})
+	ws, _ := h.dial("ann", userToken(t, "ann"), testKey, nil)
+	ctx := context.Background()
+	e, err := h.gw.st.Nodes.Get(ctx, "gw-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var l model.Lease
+	_ = json.Unmarshal(e.Value(), &l)
+	// A worker decided the node was dead (say, it was cut off from NATS).
+	l.Expired = true
+	b, _ := json.Marshal(l)
+	if _, err := h.gw.st.Nodes.Update(ctx, "gw-test", b, e.Revision()); err != nil {
+		t.Fatal(err)
+	}
+	if code := waitClose(t, ws, 5*time.Second); code != websocket.StatusServiceRestart {
+		t.Fatalf("close %v, want 1012 so the SDK reconnects", code)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		e, err := h.gw.st.Nodes.Get(ctx, "gw-test")
+		if err == nil {
+			var now model.Lease
+			_ = json.Unmarshal(e.Value(), &now)
+			if now.Epoch > l.Epoch+1 && !now.Expired {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no new epoch after the lease was lost")
+		}
+		time.Sleep(20 * time.Millisecond) // polling a condition with a deadline
+	}
+	if _, first := h.dial("ann", userToken(t, "ann"), testKey, nil); first["type"] != "connection.ok" {
+		t.Fatalf("connect after new epoch: %v", first)
+	}
+}
+
+func TestDrainClosesWith1012AndPublishesGrace(t *testing.T) {
+	h := newHarnessWith(t, Config{DrainWindow: 200 * time.Millisecond, DrainGrace: 3 * time.Second})
+	var socks []*websocket.Conn
+	for _, u := range []string{"ann", "bob", "cat"} {
+		ws, _ := h.dial(u, userToken(t, u), testKey, nil)
+		socks = append(socks, ws)
+	}
+	resp, err := http.Get(strings.Replace(strings.Replace(h.url, "ws", "http", 1), "/connect", "/readyz", 1))
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("readyz before drain: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	http.DefaultClient.CloseIdleConnections()
+	codes := make(chan websocket.StatusCode, len(socks))
+	for _, ws := range socks {
+		go func() { codes <- waitClose(t, ws, 5*time.Second) }()
+	}
+	h.markClosed()
+	h.gw.Close()
+	for range socks {
+		if code := <-codes; code != websocket.StatusServiceRestart {
+			t.Fatalf("close %v, want 1012", code)
+		}
+	}
+	for _, ev := range h.inputEvents(6)[3:] {
+		if ev.Kind != connevent.Closed || ev.Grace != 3*time.Second {
+			t.Fatalf("drain published %+v, want closed with the drain grace", ev)
+		}
+	}
+}
