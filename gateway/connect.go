@@ -46,9 +46,12 @@ type conn struct {
 	done  chan struct{}
 
 	closeOnce sync.Once
-	// users and cids are the watches, guarded by relay.mu.
-	users map[string]struct{}
-	cids  map[string]struct{}
+	// users and cids are the watches; dropped is set once the connection
+	// is gone, so a watch request racing its close adds nothing. All three
+	// are guarded by relay.mu.
+	users   map[string]struct{}
+	cids    map[string]struct{}
+	dropped bool
 }
 
 // enqueue queues an event for the socket; a socket too slow to keep up is
@@ -189,13 +192,23 @@ func (g *Gateway) admit(r *http.Request, ws *websocket.Conn) (*conn, model.User,
 		Kind: connevent.Opened, User: c.user, ConnID: c.id, Node: g.cfg.NodeName, Epoch: epoch,
 		At: now, Invisible: profile.Invisible, ProfileRev: rev,
 	}
+	// Register before publishing, under the same lock Close takes its
+	// snapshot with: a connect racing a drain is either refused here or
+	// closed by the drain, never left open behind it.
+	g.mu.Lock()
+	if g.draining {
+		g.mu.Unlock()
+		return nil, model.User{}, model.Presence{}, apierror.New(apierror.CodeInternal, http.StatusServiceUnavailable, "gateway is draining, reconnect")
+	}
+	g.conns[c.id] = c
+	g.mu.Unlock()
 	if err := g.publish(ctx, opened); err != nil {
+		g.mu.Lock()
+		delete(g.conns, c.id)
+		g.mu.Unlock()
 		g.log.Error("connect: publish opened", "conn", c.id, "err", err)
 		return nil, model.User{}, model.Presence{}, apierror.Internal()
 	}
-	g.mu.Lock()
-	g.conns[c.id] = c
-	g.mu.Unlock()
 	if changed {
 		g.publishUserUpdated(ctx, profile, p, rev)
 	}

@@ -177,7 +177,7 @@ func (g *Gateway) Close() {
 			time.AfterFunc(slot+jitter, func() { c.close(websocket1012, "server restarting") })
 			continue
 		}
-		c.close(websocket1012, "server restarting")
+		go c.close(websocket1012, "server restarting") // each handshake may wait on its peer
 	}
 	g.connWG.Wait()
 	g.cancel()

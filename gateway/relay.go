@@ -101,6 +101,9 @@ func (r *relay) deliver(msg *nats.Msg) {
 func (r *relay) watch(c *conn, users, cids []string, max int) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if c.dropped {
+		return true // closed meanwhile: nothing to watch, and nothing to leak
+	}
 	if c.users == nil {
 		c.users, c.cids = map[string]struct{}{}, map[string]struct{}{}
 	}
@@ -133,6 +136,7 @@ func (r *relay) unwatch(c *conn, users, cids []string) {
 func (r *relay) drop(c *conn) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	c.dropped = true
 	for u := range c.users {
 		r.remove(r.byUser, u, subject.UserEvents(u), c, c.users)
 	}
