@@ -466,19 +466,18 @@ func (s *Server) updateChannel(c echo.Context) error {
 		}
 	}
 	now := s.now()
-	var added, removed []string
-	ch, _, _, err := store.Update(ctx, s.st.Channels, store.ChannelKey(typ, id), func(ch *model.Channel, exists bool) error {
-		added, removed = nil, nil
+	var added, removed []model.Member
+	ch, rev, _, err := store.Update(ctx, s.st.Channels, store.ChannelKey(typ, id), func(ch *model.Channel, exists bool) error {
 		if !exists {
 			return apierror.NotFound("channel %s:%s does not exist", typ, id)
 		}
 		if !canUpdate(cl, *ch) {
 			return apierror.NotAllowed("user %s may not update channel %s", cl.user, ch.CID())
 		}
+		before := slices.Clone(ch.Members)
 		for _, m := range add {
 			if !ch.HasMember(m.UserID) {
 				ch.Members = append(ch.Members, model.Member{UserID: m.UserID, ChannelRole: m.ChannelRole, CreatedAt: now, UpdatedAt: now})
-				added = append(added, m.UserID)
 			}
 		}
 		if len(ch.Members) > MaxChannelMembers {
@@ -487,9 +486,11 @@ func (s *Server) updateChannel(c echo.Context) error {
 		for _, u := range body.RemoveMembers {
 			if i := slices.IndexFunc(ch.Members, func(m model.Member) bool { return m.UserID == u }); i >= 0 {
 				ch.Members = slices.Delete(ch.Members, i, i+1)
-				removed = append(removed, u)
 			}
 		}
+		// The net change: a user both added and removed in one call was
+		// either never a member (nothing happened) or is removed.
+		added, removed = memberDiff(before, ch.Members)
 		if body.Data != nil {
 			ch.Custom = custom
 		}
@@ -499,12 +500,15 @@ func (s *Server) updateChannel(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.addMemberships(ctx, ch.CID(), added); err != nil {
+	// Memberships first, so presence routing has followed the change by the
+	// time a watcher hears of it or the caller has its answer.
+	if err := s.addMemberships(ctx, ch.CID(), memberIDs(added)); err != nil {
 		return err
 	}
-	if err := s.removeMemberships(ctx, ch.CID(), removed); err != nil {
+	if err := s.removeMemberships(ctx, ch.CID(), memberIDs(removed)); err != nil {
 		return err
 	}
+	s.publishChannelChange(ctx, cl, channelChange{ch: ch, rev: rev, added: added, removed: removed, updated: body.Data != nil})
 	states, err := s.channelStates(ctx, cl, []model.Channel{ch}, DefaultMemberLimit, 0)
 	if err != nil {
 		return err
@@ -537,7 +541,7 @@ func (s *Server) partialUpdateChannel(c echo.Context) error {
 		}
 	}
 	now := s.now()
-	ch, _, _, err := store.Update(ctx, s.st.Channels, store.ChannelKey(typ, id), func(ch *model.Channel, exists bool) error {
+	ch, rev, _, err := store.Update(ctx, s.st.Channels, store.ChannelKey(typ, id), func(ch *model.Channel, exists bool) error {
 		if !exists {
 			return apierror.NotFound("channel %s:%s does not exist", typ, id)
 		}
@@ -566,6 +570,7 @@ func (s *Server) partialUpdateChannel(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	s.publishChannelChange(ctx, cl, channelChange{ch: ch, rev: rev, updated: true})
 	states, err := s.channelStates(ctx, cl, []model.Channel{ch}, DefaultMemberLimit, 0)
 	if err != nil {
 		return err
@@ -604,9 +609,11 @@ func (s *Server) deleteChannel(c echo.Context) error {
 		if err := s.removeMemberships(ctx, ch.CID(), memberIDs(ch.Members)); err != nil {
 			return err
 		}
+		now := s.now()
+		s.publishChannelDeleted(ctx, cl, ch, rev, now)
 		ct, _ := s.channelType(ctx, typ)
 		out := channelJSON(ch, ct, nil)
-		out["deleted_at"] = s.now()
+		out["deleted_at"] = now
 		return reply(c, map[string]any{"channel": out})
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/presencehq/presence/pkg/connid"
+	"github.com/presencehq/presence/pkg/event"
 	"github.com/presencehq/presence/pkg/model"
 	"github.com/presencehq/presence/pkg/route"
 	"github.com/presencehq/presence/pkg/store"
@@ -366,4 +367,206 @@ func TestEscapedChannelIDsAreUnescaped(t *testing.T) {
 		t.Errorf("memberships %v", got)
 	}
 	e.ok(req{method: "DELETE", path: "/channels/messaging/room%40home", tok: john})
+}
+
+// channelEvents subscribes to the subject of channel typ:id.
+func (e *env) channelEvents(typ, id string) *nats.Subscription {
+	e.t.Helper()
+	sub, err := e.nc.SubscribeSync(subject.ChannelEvents(typ, id))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { _ = sub.Unsubscribe() })
+	return sub
+}
+
+// nextChannelEvent is the next event on sub, which must have type typ and
+// the relay headers of a channel event for cid with dedup key key.
+func nextChannelEvent(t *testing.T, sub *nats.Subscription, typ, cid, key string) (map[string]any, event.Meta) {
+	t.Helper()
+	msg, err := sub.NextMsg(5 * time.Second)
+	if err != nil {
+		t.Fatalf("no %s event: %v", typ, err)
+	}
+	var ev map[string]any
+	if err := json.Unmarshal(msg.Data, &ev); err != nil {
+		t.Fatal(err)
+	}
+	if ev["type"] != typ {
+		t.Fatalf("got a %v event, want %s: %v", ev["type"], typ, ev)
+	}
+	ctype, cidID, _ := strings.Cut(cid, ":")
+	if ev["cid"] != cid || ev["channel_type"] != ctype || ev["channel_id"] != cidID {
+		t.Errorf("%s: cid %v channel_type %v channel_id %v, want %s", typ, ev["cid"], ev["channel_type"], ev["channel_id"], cid)
+	}
+	if at, _ := ev["created_at"].(string); at == "" {
+		t.Errorf("%s has no created_at: %v", typ, ev)
+	} else if _, err := time.Parse(time.RFC3339Nano, at); err != nil {
+		t.Errorf("%s created_at %q: %v", typ, at, err)
+	}
+	meta, ok := event.ReadMeta(msg)
+	if !ok || meta.Stream != event.StreamChannel || meta.User != key || !slices.Equal(meta.CIDs, []string{cid}) {
+		t.Errorf("%s meta %+v, want stream %q, key %q, cids [%s]", typ, meta, event.StreamChannel, key, cid)
+	}
+	return ev, meta
+}
+
+// checkMemberEvent checks the member and user of a member.added/removed.
+func checkMemberEvent(t *testing.T, ev map[string]any, user string, online bool) {
+	t.Helper()
+	m, _ := ev["member"].(map[string]any)
+	mu, _ := m["user"].(map[string]any)
+	u, _ := ev["user"].(map[string]any)
+	if m["user_id"] != user || mu["id"] != user || m["channel_role"] != "channel_member" || m["created_at"] == nil || m["updated_at"] == nil {
+		t.Errorf("%s member = %v, want %s's member record with its user", ev["type"], m, user)
+	}
+	if u["id"] != user || u["online"] != online || mu["online"] != online {
+		t.Errorf("%s user = %v (member user %v), want %s online=%v", ev["type"], u, mu, user, online)
+	}
+	if _, shown := u["invisible"]; shown {
+		t.Errorf("%s shows the invisible flag to watchers: %v", ev["type"], u)
+	}
+}
+
+func (e *env) channelRevision(typ, id string) uint64 {
+	e.t.Helper()
+	entry, err := e.st.Channels.Get(context.Background(), store.ChannelKey(typ, id))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return entry.Revision()
+}
+
+func TestMembershipChangesSendStreamsEvents(t *testing.T) {
+	e := newEnv(t)
+	e.upsert(map[string]any{"id": "john", "name": "John"}, map[string]any{"id": "jack", "name": "Jack"},
+		map[string]any{"id": "jill"}, map[string]any{"id": "joe", "invisible": true})
+	e.setOnline("jack", time.Now().UTC())
+	e.setOnline("joe", time.Now().UTC())
+	r, err := route.New(t.Context(), e.st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	routed := func(user string) bool {
+		cids, err := r.Channels(t.Context(), user)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return slices.Contains(cids, "messaging:talk")
+	}
+	john := e.userToken("john")
+	e.ok(req{method: "POST", path: "/channels/messaging/talk/query", tok: john, body: map[string]any{"data": map[string]any{"members": []any{"john"}}}})
+	const cid = "messaging:talk"
+	sub := e.channelEvents("messaging", "talk")
+
+	// addMembers: one member.added per new member, in order; already
+	// members get none. Routing follows before the answer.
+	e.ok(req{method: "POST", path: "/channels/messaging/talk", tok: john, body: map[string]any{"add_members": []any{"jack", "john", map[string]any{"user_id": "jill"}, "joe"}}})
+	if !routed("jack") || !routed("jill") {
+		t.Error("the new members' presence is not routed to the channel once addMembers has answered")
+	}
+	rev := e.channelRevision("messaging", "talk")
+	for _, want := range []struct {
+		user   string
+		online bool
+	}{{"jack", true}, {"jill", false}, {"joe", false}} {
+		ev, meta := nextChannelEvent(t, sub, event.MemberAdded, cid, cid+"/"+want.user)
+		checkMemberEvent(t, ev, want.user, want.online)
+		if meta.Version != rev {
+			t.Errorf("member.added of %s has version %d, want the channel's revision %d", want.user, meta.Version, rev)
+		}
+		if ev["channel_member_count"] != 4.0 {
+			t.Errorf("channel_member_count = %v, want 4", ev["channel_member_count"])
+		}
+	}
+	if u, _ := e.ok(req{method: "POST", path: "/channels/messaging/talk/query", tok: john})["members"].([]any); len(u) != 4 {
+		t.Errorf("the channel has %d members after the add, want 4", len(u))
+	}
+
+	// removeMembers: member.removed with the member as it was.
+	e.ok(req{method: "POST", path: "/channels/messaging/talk", tok: e.admin, body: map[string]any{"remove_members": []any{"jack", "nobody"}}})
+	if routed("jack") {
+		t.Error("a removed member's presence is still routed to the channel after removeMembers answered")
+	}
+	ev, meta := nextChannelEvent(t, sub, event.MemberRemoved, cid, cid+"/jack")
+	checkMemberEvent(t, ev, "jack", true)
+	if removedRev := e.channelRevision("messaging", "talk"); meta.Version != removedRev || removedRev <= rev {
+		t.Errorf("member.removed version %d, want the new revision %d (> %d)", meta.Version, removedRev, rev)
+	}
+
+	// One call adding and removing: the net change only. jill was a member
+	// and is removed; jack was not and stays out.
+	e.ok(req{method: "POST", path: "/channels/messaging/talk", tok: john, body: map[string]any{"add_members": []any{"jack"}, "remove_members": []any{"jack", "jill"}}})
+	ev, _ = nextChannelEvent(t, sub, event.MemberRemoved, cid, cid+"/jill")
+	checkMemberEvent(t, ev, "jill", false)
+	if routed("jack") || routed("jill") {
+		t.Error("memberships do not follow the net change")
+	}
+
+	// update(data): channel.updated with the channel as in the channel state.
+	e.ok(req{method: "POST", path: "/channels/messaging/talk", tok: john, body: map[string]any{"data": map[string]any{"color": "blue"}}})
+	ev, meta = nextChannelEvent(t, sub, event.ChannelUpdated, cid, cid)
+	ch, _ := ev["channel"].(map[string]any)
+	if ch["color"] != "blue" || ch["cid"] != cid || ch["id"] != "talk" || ch["type"] != "messaging" || ch["member_count"] != 2.0 {
+		t.Errorf("channel.updated channel = %v", ch)
+	}
+	if cb, _ := ch["created_by"].(map[string]any); cb["id"] != "john" || cb["name"] != "John" {
+		t.Errorf("channel.created_by = %v, want john's user", ch["created_by"])
+	}
+	if cfg, _ := ch["config"].(map[string]any); cfg["connect_events"] != true {
+		t.Errorf("channel.config = %v", ch["config"])
+	}
+	if _, ok := ch["own_capabilities"]; ok {
+		t.Error("channel.updated carries own_capabilities, which would replace each watcher's own")
+	}
+	if u, _ := ev["user"].(map[string]any); u["id"] != "john" {
+		t.Errorf("channel.updated user = %v, want the caller", ev["user"])
+	}
+	if meta.Version != e.channelRevision("messaging", "talk") {
+		t.Errorf("channel.updated version %d, want the channel's revision", meta.Version)
+	}
+
+	// updatePartial: channel.updated too; server-side, without a user.
+	e.ok(req{method: "PATCH", path: "/channels/messaging/talk", tok: e.admin, body: map[string]any{"set": map[string]any{"mood": "calm"}, "unset": []any{"color"}}})
+	ev, meta = nextChannelEvent(t, sub, event.ChannelUpdated, cid, cid)
+	if ch, _ := ev["channel"].(map[string]any); ch["mood"] != "calm" || ch["color"] != nil {
+		t.Errorf("channel.updated after updatePartial: %v", ch)
+	}
+	if _, ok := ev["user"]; ok {
+		t.Errorf("a server-side update names a user: %v", ev["user"])
+	}
+	lastRev := meta.Version
+
+	// delete: channel.deleted, newer than every update, and nothing routed.
+	e.ok(req{method: "DELETE", path: "/channels/messaging/talk", tok: john})
+	ev, meta = nextChannelEvent(t, sub, event.ChannelDeleted, cid, cid)
+	if ch, _ := ev["channel"].(map[string]any); ch["cid"] != cid || ch["deleted_at"] == nil || ch["mood"] != "calm" {
+		t.Errorf("channel.deleted channel = %v", ch)
+	}
+	if meta.Version <= lastRev {
+		t.Errorf("channel.deleted version %d is not newer than the last update's %d", meta.Version, lastRev)
+	}
+	if routed("john") || routed("joe") {
+		t.Error("a deleted channel's members are still routed to it")
+	}
+	// Created again, the channel's events are newer than its deletion.
+	e.ok(req{method: "POST", path: "/channels/messaging/talk/query", tok: john, body: map[string]any{"data": map[string]any{"members": []any{"john"}}}})
+	e.ok(req{method: "POST", path: "/channels/messaging/talk", tok: john, body: map[string]any{"data": map[string]any{"round": 2.0}}})
+	if _, again := nextChannelEvent(t, sub, event.ChannelUpdated, cid, cid); again.Version <= meta.Version {
+		t.Errorf("an update of the re-created channel has version %d, not newer than its deletion's %d", again.Version, meta.Version)
+	}
+}
+
+func TestNoEventsForAFailedChange(t *testing.T) {
+	e := newEnv(t)
+	e.upsert(map[string]any{"id": "john"}, map[string]any{"id": "eve"})
+	john := e.userToken("john")
+	e.ok(req{method: "POST", path: "/channels/messaging/talk/query", tok: john, body: map[string]any{"data": map[string]any{"members": []any{"john"}}}})
+	sub := e.channelEvents("messaging", "talk")
+	e.fails(req{method: "POST", path: "/channels/messaging/talk", tok: e.userToken("eve"), body: map[string]any{"add_members": []any{"eve"}}}, 403, 17)
+	e.fails(req{method: "POST", path: "/channels/messaging/talk", tok: john, body: map[string]any{"add_members": []any{"ghost"}}}, 400, 4)
+	e.fails(req{method: "DELETE", path: "/channels/messaging/talk", tok: e.userToken("eve")}, 403, 17)
+	// Marker: the next event is the one of the change that succeeds.
+	e.ok(req{method: "POST", path: "/channels/messaging/talk", tok: john, body: map[string]any{"add_members": []any{"eve"}}})
+	nextChannelEvent(t, sub, event.MemberAdded, "messaging:talk", "messaging:talk/eve")
 }
