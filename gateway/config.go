@@ -48,6 +48,8 @@ type Config struct {
 	SendQueue int
 	// MaxWatches bounds the users plus channels one connection may watch.
 	MaxWatches int
+	// Replicas of the JetStream stream and buckets (3 in a cluster).
+	Replicas int
 }
 
 // RegisterFlags binds the config to flags with their defaults.
@@ -71,6 +73,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.ConnectBurst, "connect-burst", 4000, "connects accepted at once before the rate applies")
 	fs.IntVar(&c.SendQueue, "send-queue", 256, "events queued per socket before a slow socket is closed")
 	fs.IntVar(&c.MaxWatches, "max-watches", 10000, "users plus channels one connection may watch")
+	fs.IntVar(&c.Replicas, "replicas", 1, "replicas of JetStream streams and buckets (3 in a cluster)")
 }
 
 func (c *Config) defaults() {

@@ -73,7 +73,7 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Gat
 	if err != nil {
 		return nil, err
 	}
-	st, err := store.Setup(ctx, js, store.Options{InputMaxAge: inputMaxAge(cfg.ActiveInterval)})
+	st, err := store.Setup(ctx, js, store.Options{Replicas: cfg.Replicas, InputMaxAge: inputMaxAge(cfg.ActiveInterval)})
 	if err != nil {
 		return nil, err
 	}
