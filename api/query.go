@@ -23,8 +23,14 @@ const (
 	MaxUsersLimit        = 100
 	DefaultChannelsLimit = 10
 	MaxChannelsLimit     = 30
-	MaxOffset            = 10000
+	MaxOffset            = 1000
 )
+
+// schemas types the documents each query filters, by op.
+var schemas = map[string]filter.Schema{"QueryUsers": filter.Users, "QueryChannels": filter.Channels}
+
+// defaultUserSort is Stream's: oldest users first (ties by id, as always).
+var defaultUserSort = filter.Sort{{Field: "created_at", Direction: 1}}
 
 // query is what queryUsers and queryChannels share: a filter, a sort and a
 // page.
@@ -47,7 +53,7 @@ type parsed struct {
 func (q query) parse(op string, defLimit, maxLimit int) (parsed, error) {
 	var p parsed
 	var err error
-	if p.filter, err = filter.Parse(q.Filter); err != nil {
+	if p.filter, err = filter.Parse(q.Filter, filter.WithSchema(schemas[op])); err != nil {
 		return p, queryError(op, err)
 	}
 	if p.sort, err = filter.ParseSort(q.Sort); err != nil {
@@ -64,7 +70,7 @@ func (q query) parse(op string, defLimit, maxLimit int) (parsed, error) {
 		p.offset = *q.Offset
 	}
 	if p.offset < 0 || p.offset > MaxOffset {
-		return p, opError(op, "offset must be between 0 and %d", MaxOffset)
+		return p, opError(op, "offset must be between 0 and %d; to go further, narrow filter_conditions (e.g. created_at after the last result) instead of paging", MaxOffset)
 	}
 	return p, nil
 }
@@ -154,6 +160,9 @@ func (s *Server) queryUsers(c echo.Context) error {
 	p, err := q.parse(op, DefaultUsersLimit, MaxUsersLimit)
 	if err != nil {
 		return err
+	}
+	if len(p.sort) == 0 {
+		p.sort = defaultUserSort
 	}
 	if err := s.idx.sync(ctx, store.BucketUsers, store.BucketPresence); err != nil {
 		return err

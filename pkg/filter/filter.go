@@ -3,36 +3,44 @@
 // ([{field, direction}]), parsed once and then matched against documents.
 //
 // Documents are flat maps of JSON-like values (strings, numbers, bools, nil,
-// arrays, nested maps) plus time.Time; a string filter value is compared to a
-// time.Time as an RFC 3339 time. As in MongoDB, a condition on an array field
-// matches when any element matches, which is how {"members": {"$in": [...]}}
-// works on a channel's member ids.
+// arrays, nested maps) plus time.Time. Values are typed as Stream types them:
+// a number never equals a string, a missing field never matches $eq, $in or
+// a comparison, while $ne and $nin match it; $exists: false matches only a
+// missing field. A condition on an array field matches when any element
+// matches, which is how {"members": {"$in": [...]}} works on a channel's
+// member ids. Dates compare as times whatever their RFC 3339 spelling.
 //
-// Parse never panics and bounds every input (depth, number of conditions,
-// list lengths): filters come straight from clients (DESIGN.md I7). Errors
-// wrap ErrInvalid and their text names the offending part, for the SDK's
-// error message.
+// A Schema (WithSchema) types the known fields of a kind of document, so that
+// conditions which can never mean anything ($autocomplete on a boolean, a
+// date compared with a number) fail with a message instead of matching
+// nothing; fields it does not know are custom fields, typed by their values.
+//
+// Parse never panics and bounds every input (size, depth, number of
+// conditions, list lengths): filters come straight from clients (DESIGN.md
+// I7). Errors wrap ErrInvalid and their text names the offending part, for
+// the SDK's error message.
 package filter
 
 import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
+	"slices"
 	"strings"
-	"time"
 	"unicode"
+	"unicode/utf8"
 )
 
 // ErrInvalid is wrapped by every parse error.
 var ErrInvalid = errors.New("invalid filter")
 
-// Limits on a filter.
+// Limits on a filter and a sort.
 const (
-	MaxDepth      = 8    // nesting of $and/$or/$nor
-	MaxConditions = 200  // field conditions in one filter
-	MaxList       = 1000 // values in one $in/$nin/$and/$or/$nor
-	MaxFieldLen   = 256
+	MaxBytes      = 64 << 10 // JSON text of a filter or a sort
+	MaxDepth      = 10       // nesting of $and/$or/$nor
+	MaxConditions = 200      // field conditions in one filter
+	MaxList       = 1000     // values in one $in/$nin, filters in one $and/$or/$nor
+	MaxFieldLen   = 256      // bytes of a field name
 	MaxSortFields = 10
 )
 
@@ -82,6 +90,8 @@ var ops = map[Op]bool{
 	OpLt: true, OpLte: true, OpExists: true, OpContains: true, OpAutocomplete: true,
 }
 
+var logical = map[string]kind{"$and": kindAnd, "$or": kindOr, "$nor": kindNor}
+
 type kind int
 
 const (
@@ -97,8 +107,9 @@ type node struct {
 	nodes []node // $and, $or, $nor
 	field string // kindCond
 	op    Op
-	value any   // scalar operand
-	list  []any // $in, $nin
+	value any             // operand of every operator but $in/$nin
+	list  []any           // $in, $nin
+	set   map[string]bool // the strings of list, looked up rather than scanned
 }
 
 // Filter is a parsed filter. The zero Filter matches every document.
@@ -106,20 +117,24 @@ type Filter struct {
 	root node
 }
 
-// Parse parses filter_conditions. Empty input, "null" and {} match all.
-func Parse(raw []byte) (Filter, error) {
+// Parse parses filter_conditions. Empty input, null and {} match all.
+func Parse(raw []byte, opts ...Option) (Filter, error) {
+	if len(raw) > MaxBytes {
+		return Filter{}, errorf("filter_conditions is larger than %d bytes", MaxBytes)
+	}
 	if len(strings.TrimSpace(string(raw))) == 0 {
 		return Filter{}, nil
 	}
 	var v any
 	if err := json.Unmarshal(raw, &v); err != nil {
-		return Filter{}, errorf("filter_conditions is not valid JSON: %v", err)
+		return Filter{}, errorf("filter_conditions is not valid JSON: %s", jsonError(err))
 	}
-	return FromValue(v)
+	return FromValue(v, opts...)
 }
 
-// FromValue parses filter_conditions already decoded from JSON.
-func FromValue(v any) (Filter, error) {
+// FromValue parses filter_conditions already decoded from JSON (objects as
+// map[string]any, arrays as []any, numbers as float64).
+func FromValue(v any, opts ...Option) (Filter, error) {
 	if v == nil {
 		return Filter{}, nil
 	}
@@ -128,6 +143,9 @@ func FromValue(v any) (Filter, error) {
 		return Filter{}, errorf("filter_conditions must be an object")
 	}
 	p := parser{}
+	for _, o := range opts {
+		o(&p)
+	}
 	n, err := p.object(m, 0)
 	if err != nil {
 		return Filter{}, err
@@ -135,434 +153,263 @@ func FromValue(v any) (Filter, error) {
 	return Filter{root: n}, nil
 }
 
-type parser struct{ conds int }
+type parser struct {
+	schema Schema
+	conds  int
+}
 
 // object parses {field: cond, "$and": [...], ...}: all its entries must hold.
 func (p *parser) object(m map[string]any, depth int) (node, error) {
 	if depth > MaxDepth {
 		return node{}, errorf("filter is nested deeper than %d levels", MaxDepth)
 	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys) // deterministic errors and evaluation order
 	out := node{kind: kindAnd}
-	for _, k := range keys {
+	for _, k := range sortedKeys(m) { // deterministic errors and evaluation order
 		v := m[k]
-		if strings.HasPrefix(k, "$") {
-			var kd kind
-			switch k {
-			case "$and":
-				kd = kindAnd
-			case "$or":
-				kd = kindOr
-			case "$nor":
-				kd = kindNor
-			default:
-				return node{}, errorf("unknown operator %s", k)
+		if !strings.HasPrefix(k, "$") {
+			conds, err := p.field(k, v)
+			if err != nil {
+				return node{}, err
 			}
-			list, ok := v.([]any)
-			if !ok || len(list) == 0 {
-				return node{}, errorf("%s must be a non-empty array of filters", k)
-			}
-			if len(list) > MaxList {
-				return node{}, errorf("%s has more than %d filters", k, MaxList)
-			}
-			group := node{kind: kd}
-			for _, e := range list {
-				sub, ok := e.(map[string]any)
-				if !ok {
-					return node{}, errorf("%s must be a non-empty array of filters", k)
-				}
-				n, err := p.object(sub, depth+1)
-				if err != nil {
-					return node{}, err
-				}
-				group.nodes = append(group.nodes, n)
-			}
-			out.nodes = append(out.nodes, group)
+			out.nodes = append(out.nodes, conds...)
 			continue
 		}
-		if k == "" || len(k) > MaxFieldLen {
-			return node{}, errorf("field name must have 1 to %d characters", MaxFieldLen)
+		kd, ok := logical[k]
+		if !ok {
+			if ops[Op(k)] {
+				return node{}, errorf("%s must be applied to a field, as in {\"name\": {\"%s\": ...}}", k, k)
+			}
+			return node{}, errorf("unknown operator %s", k)
 		}
-		conds, err := p.field(k, v)
-		if err != nil {
-			return node{}, err
+		list, ok := v.([]any)
+		if !ok || len(list) == 0 {
+			return node{}, errorf("%s must be a non-empty array of filters", k)
 		}
-		out.nodes = append(out.nodes, conds...)
+		if len(list) > MaxList {
+			return node{}, errorf("%s has more than %d filters", k, MaxList)
+		}
+		group := node{kind: kd}
+		for _, e := range list {
+			sub, ok := e.(map[string]any)
+			if !ok {
+				return node{}, errorf("%s must be a non-empty array of filters", k)
+			}
+			n, err := p.object(sub, depth+1)
+			if err != nil {
+				return node{}, err
+			}
+			group.nodes = append(group.nodes, n)
+		}
+		out.nodes = append(out.nodes, group)
 	}
 	return out, nil
 }
 
 // field parses the condition on one field: a plain value ($eq) or an object
-// of operators.
+// of operators, all of which must hold.
 func (p *parser) field(name string, v any) ([]node, error) {
+	if err := checkName("field name", name); err != nil {
+		return nil, err
+	}
 	m, isObj := v.(map[string]any)
 	if !isObj {
 		if _, isList := v.([]any); isList {
-			return nil, errorf("field %s: use $in to match a list of values", name)
+			return nil, errorf("field %q: use $in to match one of several values", name)
 		}
-		return p.add(node{kind: kindCond, field: name, op: OpEq, value: v})
-	}
-	if len(m) == 0 {
-		return nil, errorf("field %s: empty condition", name)
-	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var out []node
-	for _, k := range keys {
-		op := Op(k)
-		if !strings.HasPrefix(k, "$") {
-			return nil, errorf("field %s: %q is not an operator; objects are not comparable", name, k)
-		}
-		if !ops[op] {
-			return nil, errorf("unknown operator %s", k)
-		}
-		arg := m[k]
-		n := node{kind: kindCond, field: name, op: op}
-		switch op {
-		case OpIn, OpNin:
-			list, ok := arg.([]any)
-			if !ok {
-				return nil, errorf("field %s: %s needs an array", name, k)
-			}
-			if len(list) > MaxList {
-				return nil, errorf("field %s: %s has more than %d values", name, k, MaxList)
-			}
-			for _, e := range list {
-				if !scalar(e) {
-					return nil, errorf("field %s: %s values must be strings, numbers, booleans or null", name, k)
-				}
-			}
-			n.list = list
-		case OpExists:
-			b, ok := arg.(bool)
-			if !ok {
-				return nil, errorf("field %s: $exists needs true or false", name)
-			}
-			n.value = b
-		case OpAutocomplete:
-			s, ok := arg.(string)
-			if !ok {
-				return nil, errorf("field %s: $autocomplete needs a string", name)
-			}
-			n.value = strings.ToLower(s)
-		case OpGt, OpGte, OpLt, OpLte:
-			switch arg.(type) {
-			case string, float64, json.Number, int, int64:
-			default:
-				return nil, errorf("field %s: %s needs a string or a number", name, k)
-			}
-			n.value = arg
-		default:
-			if !scalar(arg) {
-				return nil, errorf("field %s: %s needs a string, number, boolean or null", name, k)
-			}
-			n.value = arg
-		}
-		more, err := p.add(n)
+		n, err := p.cond(name, OpEq, v)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, more...)
+		return []node{n}, nil
+	}
+	if len(m) == 0 {
+		return nil, errorf("condition on field %q is empty", name)
+	}
+	out := make([]node, 0, len(m))
+	for _, k := range sortedKeys(m) {
+		op := Op(k)
+		_, isLogical := logical[k]
+		switch {
+		case !strings.HasPrefix(k, "$"):
+			return nil, errorf("field %q: %q is not an operator, and objects are not comparable", name, k)
+		case isLogical:
+			return nil, errorf("%s must be at the top of a filter, not inside field %q", k, name)
+		case !ops[op]:
+			return nil, errorf("unknown operator %s", k)
+		}
+		n, err := p.cond(name, op, m[k])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, n)
 	}
 	return out, nil
 }
 
-func (p *parser) add(n node) ([]node, error) {
+// cond parses one operator on one field, checking its operand against the
+// field's type.
+func (p *parser) cond(name string, op Op, arg any) (node, error) {
 	p.conds++
 	if p.conds > MaxConditions {
-		return nil, errorf("filter has more than %d conditions", MaxConditions)
+		return node{}, errorf("filter has more than %d conditions", MaxConditions)
 	}
-	return []node{n}, nil
-}
-
-func scalar(v any) bool {
-	switch v.(type) {
-	case nil, string, bool, float64, json.Number, int, int64:
-		return true
-	}
-	return false
-}
-
-// Match reports whether doc satisfies the filter.
-func (f Filter) Match(doc Doc) bool { return f.root.match(doc) }
-
-func (n node) match(doc Doc) bool {
-	switch n.kind {
-	case kindAnd:
-		for _, c := range n.nodes {
-			if !c.match(doc) {
-				return false
-			}
-		}
-		return true
-	case kindOr:
-		for _, c := range n.nodes {
-			if c.match(doc) {
-				return true
-			}
-		}
-		return false
-	case kindNor:
-		for _, c := range n.nodes {
-			if c.match(doc) {
-				return false
-			}
-		}
-		return true
-	}
-	v, ok := doc.Field(n.field)
-	if ok {
-		v = normalize(v)
-	}
-	switch n.op {
-	case OpEq:
-		return eq(v, ok, n.value)
-	case OpNe:
-		return !eq(v, ok, n.value)
-	case OpIn:
-		return in(v, ok, n.list)
-	case OpNin:
-		return !in(v, ok, n.list)
-	case OpExists:
-		return ok == n.value.(bool)
-	case OpContains:
-		list, isList := v.([]any)
-		if !ok || !isList {
-			return false
-		}
-		for _, e := range list {
-			if equal(e, n.value) {
-				return true
-			}
-		}
-		return false
-	case OpAutocomplete:
-		return anyElem(v, ok, func(x any) bool { return autocomplete(x, n.value.(string)) })
-	case OpGt, OpGte, OpLt, OpLte:
-		return anyElem(v, ok, func(x any) bool {
-			c, comparable := order(x, n.value)
-			if !comparable {
-				return false
-			}
-			switch n.op {
-			case OpGt:
-				return c > 0
-			case OpGte:
-				return c >= 0
-			case OpLt:
-				return c < 0
-			default:
-				return c <= 0
-			}
-		})
-	}
-	return false
-}
-
-// anyElem applies pred to v, or to each element when v is an array.
-func anyElem(v any, ok bool, pred func(any) bool) bool {
-	if !ok {
-		return false
-	}
-	if list, isList := v.([]any); isList {
-		for _, e := range list {
-			if pred(e) {
-				return true
-			}
-		}
-		return false
-	}
-	return pred(v)
-}
-
-// eq is $eq: null matches a missing field, arrays match by element.
-func eq(v any, ok bool, want any) bool {
-	if want == nil && (!ok || v == nil) {
-		return true
-	}
-	return anyElem(v, ok, func(x any) bool { return equal(x, want) })
-}
-
-func in(v any, ok bool, list []any) bool {
-	for _, want := range list {
-		if eq(v, ok, want) {
-			return true
-		}
-	}
-	return false
-}
-
-func autocomplete(x any, prefix string) bool {
-	s, ok := x.(string)
-	if !ok {
-		return false
-	}
-	s = strings.ToLower(s)
-	if strings.HasPrefix(s, prefix) {
-		return true
-	}
-	for _, w := range strings.FieldsFunc(s, func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) }) {
-		if strings.HasPrefix(w, prefix) {
-			return true
-		}
-	}
-	return false
-}
-
-// normalize turns Go values a document may hold into the JSON-like kinds the
-// comparisons know.
-func normalize(v any) any {
-	switch x := v.(type) {
-	case []string:
-		out := make([]any, len(x))
-		for i, s := range x {
-			out[i] = s
-		}
-		return out
-	case *time.Time:
-		if x == nil {
-			return nil
-		}
-		return *x
-	}
-	return v
-}
-
-func number(v any) (float64, bool) {
-	switch x := v.(type) {
-	case float64:
-		return x, true
-	case float32:
-		return float64(x), true
-	case int:
-		return float64(x), true
-	case int64:
-		return float64(x), true
-	case int32:
-		return float64(x), true
-	case uint64:
-		return float64(x), true
-	case uint32:
-		return float64(x), true
-	case json.Number:
-		f, err := x.Float64()
-		return f, err == nil
-	}
-	return 0, false
-}
-
-func asTime(v any) (time.Time, bool) {
-	switch x := v.(type) {
-	case time.Time:
-		return x, true
-	case string:
-		t, err := time.Parse(time.RFC3339Nano, x)
-		return t, err == nil
-	}
-	return time.Time{}, false
-}
-
-func equal(a, b any) bool {
-	c, ok := order(a, b)
-	return ok && c == 0
-}
-
-// order compares two values of comparable kinds: numbers with numbers,
-// strings with strings, times with times (or RFC 3339 strings), booleans with
-// booleans, null with null.
-func order(a, b any) (int, bool) {
-	if a == nil || b == nil {
-		if a == nil && b == nil {
-			return 0, true
-		}
-		return 0, false
-	}
-	if x, ok := number(a); ok {
-		y, ok := number(b)
+	t := p.schema[name]
+	n := node{kind: kindCond, field: name, op: op}
+	switch op {
+	case OpEq, OpNe:
+		v, ok := operand(t, arg, false, true)
 		if !ok {
-			return 0, false
+			return node{}, errorf("%s of field %q must be %s", op, name, want(t, false, true))
 		}
-		return cmpFloat(x, y), true
-	}
-	_, aTime := a.(time.Time)
-	_, bTime := b.(time.Time)
-	if aTime || bTime {
-		x, ok1 := asTime(a)
-		y, ok2 := asTime(b)
-		if !ok1 || !ok2 {
-			return 0, false
-		}
-		return x.Compare(y), true
-	}
-	switch x := a.(type) {
-	case string:
-		y, ok := b.(string)
-		if !ok {
-			return 0, false
-		}
-		return strings.Compare(x, y), true
-	case bool:
-		y, ok := b.(bool)
-		if !ok {
-			return 0, false
-		}
+		n.value = v
+	case OpIn, OpNin:
+		list, ok := arg.([]any)
 		switch {
-		case x == y:
-			return 0, true
-		case !x:
-			return -1, true
-		default:
-			return 1, true
+		case !ok:
+			return node{}, errorf("%s of field %q must be an array", op, name)
+		case len(list) == 0:
+			return node{}, errorf("%s of field %q must not be empty", op, name)
+		case len(list) > MaxList:
+			return node{}, errorf("%s of field %q has more than %d values", op, name, MaxList)
 		}
-	}
-	return 0, false
-}
-
-func cmpFloat(x, y float64) int {
-	switch {
-	case x < y:
-		return -1
-	case x > y:
-		return 1
-	}
-	return 0
-}
-
-// Values returns the values field must equal for any document to match, when
-// the filter pins it at the top level ({field: v} or {field: {$in: [...]}},
-// possibly inside the top-level $and). Callers use it to look documents up by
-// key instead of scanning; the filter must still be matched on each.
-func (f Filter) Values(field string) ([]any, bool) {
-	return f.root.values(field)
-}
-
-func (n node) values(field string) ([]any, bool) {
-	if n.kind != kindAnd {
-		return nil, false
-	}
-	for _, c := range n.nodes {
-		if c.kind == kindAnd {
-			if v, ok := c.values(field); ok {
-				return v, true
+		n.list = make([]any, len(list))
+		n.set = make(map[string]bool)
+		for i, e := range list {
+			v, ok := operand(t, e, false, true)
+			if !ok {
+				return node{}, errorf("each value of %s of field %q must be %s", op, name, want(t, false, true))
 			}
-			continue
+			n.list[i] = v
+			if s, isStr := v.(string); isStr {
+				n.set[s] = true
+			}
 		}
-		if c.kind != kindCond || c.field != field {
-			continue
+	case OpGt, OpGte, OpLt, OpLte:
+		if t == Bool {
+			return node{}, errorf("%s does not apply to field %q, which is %s", op, name, t)
 		}
-		switch c.op {
-		case OpEq:
-			return []any{c.value}, true
-		case OpIn:
-			return c.list, true
+		v, ok := operand(t, arg, true, false)
+		if !ok {
+			return node{}, errorf("%s of field %q must be %s", op, name, want(t, true, false))
 		}
+		n.value = v
+	case OpExists:
+		b, ok := arg.(bool)
+		if !ok {
+			return node{}, errorf("$exists of field %q must be true or false", name)
+		}
+		n.value = b
+	case OpContains:
+		if t != Custom && t != TextList {
+			return node{}, errorf("$contains applies to array fields only, and field %q is %s", name, t)
+		}
+		v, ok := operand(t, arg, false, false)
+		if !ok {
+			return node{}, errorf("$contains of field %q must be %s", name, want(t, false, false))
+		}
+		n.value = v
+	case OpAutocomplete:
+		if t != Custom && t != Text {
+			return node{}, errorf("$autocomplete applies to text fields only, and field %q is %s", name, t)
+		}
+		s, ok := arg.(string)
+		if !ok {
+			return node{}, errorf("$autocomplete of field %q must be a string", name)
+		}
+		n.value = strings.ToLower(s)
+	}
+	return n, nil
+}
+
+// operand checks a comparison value against the type of its field and
+// returns it ready to compare: Time values parsed, numbers as float64.
+// ordered is for $gt and friends; nullable allows null ($eq, $in...).
+func operand(t Type, v any, ordered, nullable bool) (any, bool) {
+	if v == nil {
+		return nil, nullable
+	}
+	switch t {
+	case Text, TextList:
+		s, ok := v.(string)
+		return s, ok
+	case Number:
+		f, ok := number(v)
+		return f, ok
+	case Bool:
+		b, ok := v.(bool)
+		return b, ok
+	case Time:
+		return asTime(v)
+	}
+	if f, ok := number(v); ok {
+		return f, true
+	}
+	switch v.(type) {
+	case string:
+		return v, true
+	case bool:
+		return v, !ordered
 	}
 	return nil, false
+}
+
+// want says in words what operand accepts.
+func want(t Type, ordered, nullable bool) string {
+	var s string
+	switch t {
+	case Text, TextList:
+		s = "a string"
+	case Number:
+		s = "a number"
+	case Bool:
+		s = "true or false"
+	case Time:
+		s = "an RFC 3339 time"
+	default:
+		if ordered {
+			s = "a string or a number"
+		} else {
+			s = "a string, a number or a boolean"
+		}
+	}
+	if nullable {
+		s += " or null"
+	}
+	return s
+}
+
+// checkName accepts field names of 1 to MaxFieldLen bytes of printable UTF-8
+// that do not start with $ (operators do). Any such name may be a custom
+// field, so it may be filtered and sorted on.
+func checkName(what, name string) error {
+	if name == "" || len(name) > MaxFieldLen {
+		return errorf("%s must have 1 to %d bytes", what, MaxFieldLen)
+	}
+	if !utf8.ValidString(name) || strings.HasPrefix(name, "$") {
+		return errorf("%s must be UTF-8 text not starting with $", what)
+	}
+	for _, r := range name {
+		if !unicode.IsPrint(r) && r != ' ' {
+			return errorf("%s must not hold control or invisible characters", what)
+		}
+	}
+	return nil
+}
+
+func sortedKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// jsonError makes a decoding error readable without Go type names.
+func jsonError(err error) string {
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return fmt.Sprintf("syntax error at byte %d", se.Offset)
+	}
+	return strings.TrimPrefix(err.Error(), "json: ")
 }
