@@ -73,7 +73,7 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Gat
 	if err != nil {
 		return nil, err
 	}
-	st, err := store.Setup(ctx, js, store.Options{Replicas: cfg.Replicas, InputMaxAge: inputMaxAge(cfg.ActiveInterval)})
+	st, err := store.Setup(ctx, js, store.Options{Replicas: cfg.Replicas, ActiveInterval: cfg.ActiveInterval})
 	if err != nil {
 		return nil, err
 	}
@@ -116,11 +116,6 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Gat
 	log.Info("gateway started", "epoch", g.epoch.Load())
 	return g, nil
 }
-
-// inputMaxAge keeps input events long enough to find a node's live
-// connections from its recent events (every live connection sends one per
-// ActiveInterval).
-func inputMaxAge(active time.Duration) time.Duration { return 2*active + time.Minute }
 
 // websocket1012 is the close code that makes the SDK reconnect (through the
 // load balancer, elsewhere): "service restart".

@@ -62,7 +62,7 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Wor
 	if err != nil {
 		return nil, err
 	}
-	st, err := store.Setup(ctx, js, store.Options{Replicas: cfg.Replicas, InputMaxAge: 2*cfg.ActiveInterval + time.Minute})
+	st, err := store.Setup(ctx, js, store.Options{Replicas: cfg.Replicas, ActiveInterval: cfg.ActiveInterval})
 	if err != nil {
 		return nil, err
 	}

@@ -46,11 +46,19 @@ var ErrUnchanged = errUnchanged
 type Options struct {
 	// Replicas of the stream and buckets (1 on a single server, 3 in a cluster).
 	Replicas int
-	// InputMaxAge bounds how long input events are kept. It must exceed the
-	// last_active refresh interval: a node's live connections are found by
-	// reading its recent events.
-	InputMaxAge time.Duration
+	// ActiveInterval is how often gateways refresh live connections. The
+	// input stream keeps twice that (plus a minute): a node's live
+	// connections are found by reading its recent events. Zero means "not
+	// known here": the stream is created with the default if missing and
+	// otherwise left as the gateways and workers configured it.
+	ActiveInterval time.Duration
 }
+
+// DefaultActiveInterval is the gateways' default last_active refresh.
+const DefaultActiveInterval = 15 * time.Minute
+
+// InputMaxAge is how long input events are kept for an active interval.
+func InputMaxAge(active time.Duration) time.Duration { return 2*active + time.Minute }
 
 // Store holds the bound buckets.
 type Store struct {
@@ -69,21 +77,28 @@ func Setup(ctx context.Context, js jetstream.JetStream, o Options) (*Store, erro
 	if o.Replicas <= 0 {
 		o.Replicas = 1
 	}
-	if o.InputMaxAge <= 0 {
-		o.InputMaxAge = time.Hour
+	active := o.ActiveInterval
+	if active <= 0 {
+		active = DefaultActiveInterval
 	}
-	// Deduplicate retried publishes for two minutes (JetStream's limit is
-	// the stream's max age).
-	dupWindow := min(2*time.Minute, o.InputMaxAge)
-	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:       StreamInput,
-		Subjects:   []string{"presence.in.>"},
-		Storage:    jetstream.FileStorage,
-		Replicas:   o.Replicas,
-		MaxAge:     o.InputMaxAge,
-		Duplicates: dupWindow,
+	maxAge := InputMaxAge(active)
+	cfg := jetstream.StreamConfig{
+		Name:     StreamInput,
+		Subjects: []string{"presence.in.>"},
+		Storage:  jetstream.FileStorage,
+		Replicas: o.Replicas,
+		MaxAge:   maxAge,
+		// Deduplicate retried publishes for two minutes (JetStream's limit is
+		// the stream's max age).
+		Duplicates: min(2*time.Minute, maxAge),
 		Discard:    jetstream.DiscardOld,
-	})
+	}
+	var err error
+	if o.ActiveInterval > 0 {
+		_, err = js.CreateOrUpdateStream(ctx, cfg)
+	} else if _, err = js.CreateStream(ctx, cfg); errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		err = nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("store: stream %s: %w", StreamInput, err)
 	}
