@@ -660,23 +660,23 @@ func (s *Server) queryChannels(c echo.Context) error {
 	var hits []hit
 	chans := map[string]model.Channel{}
 	err = s.idx.view(func(tx *bolt.Tx) error {
-		scan(tx, store.BucketChannels, p.filter, "cid", cidKey, func(_, v []byte) {
+		hits = p.find(tx, channelsTable, readScope(cl), func(_ string, raw []byte) (filter.Map, bool) {
 			var ch model.Channel
-			if json.Unmarshal(v, &ch) != nil || !canRead(cl, ch) {
-				return
+			if json.Unmarshal(raw, &ch) != nil || !canRead(cl, ch) {
+				return nil, false
 			}
 			doc := channelDoc(ch)
-			if p.filter.Match(doc) {
-				hits = append(hits, hit{key: ch.CID(), doc: doc})
-				chans[ch.CID()] = ch
+			if !p.filter.Match(doc) {
+				return nil, false
 			}
+			chans[ch.CID()] = ch
+			return doc, true
 		})
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	hits = p.page(hits)
 	list := make([]model.Channel, len(hits))
 	cids := make([]string, len(hits))
 	for i, h := range hits {

@@ -1,12 +1,14 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,29 +17,51 @@ import (
 )
 
 // index is this node's local copy of the users, presence_state and channels
-// buckets in bbolt, fed by KV watches, so queries filter, sort and paginate
-// without a round trip per record.
+// buckets in bbolt, with secondary indexes (index_tables.go), fed by KV
+// watches, so queries filter, sort and paginate without a round trip per
+// record (index_plan.go).
 //
-// The index is a cache, never a source of truth: it is emptied at start and
-// rebuilt from the watches' initial values, so it cannot keep a key deleted
-// while the node was down. That is also why bbolt runs without fsync.
+// The file survives restarts. Each batch of watch entries is applied in one
+// bbolt transaction together with its secondary index entries and the
+// bucket's last applied revision, so the file is always a consistent
+// snapshot of each bucket at the revision it records. At start the watches
+// resume after those revisions; the JetStream buckets keep the last entry of
+// every key — a put, or the marker of a delete or purge — so what changed
+// while the node was down, deletions included, is delivered again. The file
+// is rebuilt from scratch instead (resumable, verify) when it is new, was
+// written by a binary that indexes differently, may be torn by a machine
+// crash (it is written without fsync), or when a bucket cannot replay what
+// the file lacks: it was recreated, or its stream may have dropped entries
+// past the recorded revision (age, size or TTL limits; purged delete markers
+// are caught by the key count check).
 //
 // Reads are made current with sync: it asks JetStream for a bucket's last
 // revision and waits until the watch has applied it, so a query sees every
 // write that finished before it started, on any node (read-your-writes behind
-// a load balancer), at the cost of one small request per bucket.
+// a load balancer). Concurrent queries share those requests (lastRev).
 type index struct {
 	db     *bolt.DB
 	tmpDir string
 	log    *slog.Logger
 	kvs    map[string]jetstream.KeyValue
+	names  []string // bucket names, in the order given
+	revs   map[string]*lastRev
 
-	mu      sync.Mutex
-	applied map[string]uint64 // bucket → last revision applied
-	changed chan struct{}     // closed and replaced whenever applied advances
+	mu       sync.Mutex
+	applied  map[string]uint64 // bucket → last revision applied
+	changed  chan struct{}     // closed and replaced whenever applied advances
+	caughtUp map[string]int    // bucket → entries applied before it was ready
+	closed   bool
 
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	// resumed says the file was reused; rebuilt says why it was not.
+	resumed bool
+	rebuilt string
+
+	ctx        context.Context // ends at close
+	cancel     context.CancelFunc
+	stopWatch  context.CancelFunc
+	watchGroup sync.WaitGroup // the follow goroutines
+	wg         sync.WaitGroup // lastRev requests
 }
 
 // syncTimeout bounds how long a query waits for a lagging watch before it is
@@ -47,10 +71,32 @@ const syncTimeout = 3 * time.Second
 // batchMax bounds how many watch entries go into one bbolt transaction.
 const batchMax = 1024
 
-// openIndex opens (and empties) the index file in dir, starts one watch per
-// bucket and returns once every watch has delivered its initial values.
+// Keys of the meta bucket.
+var (
+	metaBucket = []byte("meta")
+	keyVersion = []byte("version")
+	keyClean   = []byte("clean")
+	keyBoot    = []byte("boot")
+)
+
+func revKey(bucket string) []byte     { return []byte("rev/" + bucket) }
+func countKey(bucket string) []byte   { return []byte("count/" + bucket) }
+func createdKey(bucket string) []byte { return []byte("created/" + bucket) }
+
+// openIndex opens the index file in dir (a temporary one if dir is empty),
+// resumes or rebuilds it, and returns once every watch has caught up.
 func openIndex(ctx context.Context, dir, node string, log *slog.Logger, kvs ...jetstream.KeyValue) (*index, error) {
-	ix := &index{log: log, kvs: map[string]jetstream.KeyValue{}, applied: map[string]uint64{}, changed: make(chan struct{})}
+	began := time.Now()
+	ix := &index{
+		log: log, kvs: map[string]jetstream.KeyValue{}, revs: map[string]*lastRev{},
+		applied: map[string]uint64{}, changed: make(chan struct{}), caughtUp: map[string]int{},
+	}
+	ix.ctx, ix.cancel = context.WithCancel(context.Background())
+	for _, kv := range kvs {
+		ix.kvs[kv.Bucket()] = kv
+		ix.names = append(ix.names, kv.Bucket())
+		ix.revs[kv.Bucket()] = &lastRev{kv: kv}
+	}
 	if dir == "" {
 		tmp, err := os.MkdirTemp("", "presence-api-index-")
 		if err != nil {
@@ -61,78 +107,319 @@ func openIndex(ctx context.Context, dir, node string, log *slog.Logger, kvs ...j
 		return nil, fmt.Errorf("index: %w", err)
 	}
 	path := filepath.Join(dir, "api-"+node+".bolt")
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, NoSync: true, NoFreelistSync: true})
+	if err := ix.openFile(path); err != nil {
+		ix.close()
+		return nil, err
+	}
+	fail := func(err error) (*index, error) {
+		ix.close()
+		return nil, fmt.Errorf("index: %w", err)
+	}
+	infos, err := ix.streamInfos(ctx)
 	if err != nil {
-		ix.removeTmp()
-		if errors.Is(err, bolt.ErrTimeout) {
-			return nil, fmt.Errorf("index: %s is in use by another process (two api nodes with one node name?)", path)
+		return fail(err)
+	}
+	if ix.rebuilt = ix.resumable(infos); ix.rebuilt != "" {
+		if err := ix.reset(infos); err != nil {
+			return fail(err)
 		}
-		return nil, fmt.Errorf("index: open %s: %w", path, err)
+	}
+	ix.resumed = ix.rebuilt == ""
+	if err := ix.markOpen(); err != nil {
+		return fail(err)
+	}
+	if err := ix.startWatches(ctx); err != nil {
+		return fail(err)
+	}
+	if ix.resumed {
+		reason, err := ix.verify(ctx)
+		if err != nil {
+			return fail(err)
+		}
+		if reason != "" {
+			ix.stopWatches()
+			ix.resumed, ix.rebuilt = false, reason
+			if infos, err = ix.streamInfos(ctx); err != nil {
+				return fail(err)
+			}
+			if err := ix.reset(infos); err != nil {
+				return fail(err)
+			}
+			if err := ix.startWatches(ctx); err != nil {
+				return fail(err)
+			}
+		}
+	}
+	ix.mu.Lock()
+	caught := fmt.Sprint(ix.caughtUp)
+	ix.mu.Unlock()
+	if ix.resumed {
+		log.Info("index: resumed", "file", path, "entries", caught, "took", time.Since(began))
+	} else {
+		log.Info("index: rebuilt", "file", path, "why", ix.rebuilt, "entries", caught, "took", time.Since(began))
+	}
+	return ix, nil
+}
+
+// openFile opens the bbolt file, replacing one bbolt cannot read.
+func (ix *index) openFile(path string) error {
+	// No fsync per transaction: a crash of the process loses nothing bbolt
+	// has written, and after a crash of the machine (the boot id changed and
+	// the file was not closed) the file is rebuilt.
+	opts := &bolt.Options{Timeout: 2 * time.Second, NoSync: true, NoFreelistSync: true}
+	db, err := bolt.Open(path, 0o600, opts)
+	if err != nil && !errors.Is(err, bolt.ErrTimeout) {
+		ix.log.Warn("index: unreadable file, starting a new one", "file", path, "err", err)
+		if rmErr := os.Remove(path); rmErr == nil {
+			db, err = bolt.Open(path, 0o600, opts)
+		}
+	}
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return fmt.Errorf("index: %s is in use by another process (two api nodes with one node name?)", path)
+		}
+		return fmt.Errorf("index: open %s: %w", path, err)
 	}
 	ix.db = db
-	err = db.Update(func(tx *bolt.Tx) error {
-		for _, kv := range kvs {
-			if err := tx.DeleteBucket([]byte(kv.Bucket())); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+	return nil
+}
+
+// streamInfos reads each bucket's stream.
+func (ix *index) streamInfos(ctx context.Context) (map[string]*jetstream.StreamInfo, error) {
+	out := map[string]*jetstream.StreamInfo{}
+	for _, name := range ix.names {
+		info, err := streamInfo(ctx, ix.kvs[name])
+		if err != nil {
+			return nil, err
+		}
+		out[name] = info
+	}
+	return out, nil
+}
+
+func streamInfo(ctx context.Context, kv jetstream.KeyValue) (*jetstream.StreamInfo, error) {
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", kv.Bucket(), err)
+	}
+	bs, ok := st.(*jetstream.KeyValueBucketStatus)
+	if !ok || bs.StreamInfo() == nil {
+		return nil, fmt.Errorf("bucket %s: no stream info", kv.Bucket())
+	}
+	return bs.StreamInfo(), nil
+}
+
+// lastRevision is the bucket's latest revision (its stream's last sequence).
+func lastRevision(ctx context.Context, kv jetstream.KeyValue) (uint64, error) {
+	info, err := streamInfo(ctx, kv)
+	if err != nil {
+		return 0, err
+	}
+	return info.State.LastSeq, nil
+}
+
+// resumable says why the file cannot be resumed, or "" if it can.
+func (ix *index) resumable(infos map[string]*jetstream.StreamInfo) string {
+	var why string
+	_ = ix.db.View(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(metaBucket)
+		switch {
+		case meta == nil:
+			why = "new index file"
+			return nil
+		case string(meta.Get(keyVersion)) != fingerprint():
+			why = "index layout or documents changed"
+			return nil
+		case string(meta.Get(keyClean)) != "1":
+			if boot := bootID(); boot == "" || boot != string(meta.Get(keyBoot)) {
+				why = "not closed cleanly before the machine restarted"
+				return nil
+			}
+		}
+		for _, name := range ix.names {
+			info := infos[name]
+			rev := readUint(meta.Get(revKey(name)))
+			switch {
+			case tx.Bucket([]byte(name)) == nil:
+				why = "bucket " + name + " is not in the file"
+			case string(meta.Get(createdKey(name))) != streamCreated(info):
+				why = "bucket " + name + " was recreated"
+			case rev > info.State.LastSeq:
+				why = fmt.Sprintf("bucket %s ends at revision %d, before the file's %d", name, info.State.LastSeq, rev)
+			case info.State.FirstSeq > rev+1 && !keepsLastPerKey(info.Config):
+				why = fmt.Sprintf("bucket %s no longer holds the revisions after %d", name, rev)
+			}
+			if why != "" {
+				return nil
+			}
+		}
+		return nil
+	})
+	return why
+}
+
+// keepsLastPerKey reports whether a bucket's stream only ever drops an entry
+// when a later entry of the same key replaces it. Then, whatever its first
+// sequence, every key changed after a revision still has its last entry after
+// it. Age, size, count and TTL limits drop entries without that guarantee.
+func keepsLastPerKey(cfg jetstream.StreamConfig) bool {
+	return cfg.MaxAge == 0 && cfg.MaxMsgs <= 0 && cfg.MaxBytes <= 0 && !cfg.AllowMsgTTL && cfg.SubjectDeleteMarkerTTL == 0
+}
+
+func streamCreated(info *jetstream.StreamInfo) string {
+	return info.Created.UTC().Format(time.RFC3339Nano)
+}
+
+// fingerprint is indexFingerprint, computed once.
+var fingerprint = sync.OnceValue(indexFingerprint)
+
+// bootID names this boot of the machine ("" where unknown).
+func bootID() string {
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// reset empties the file for a rebuild from revision 0.
+func (ix *index) reset(infos map[string]*jetstream.StreamInfo) error {
+	err := ix.db.Update(func(tx *bolt.Tx) error {
+		var names [][]byte
+		_ = tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
+			names = append(names, bytes.Clone(name))
+			return nil
+		})
+		for _, name := range names {
+			if err := tx.DeleteBucket(name); err != nil {
 				return err
 			}
-			if _, err := tx.CreateBucket([]byte(kv.Bucket())); err != nil {
+		}
+		create := [][]byte{metaBucket}
+		for _, name := range ix.names {
+			create = append(create, []byte(name))
+		}
+		for _, t := range []*table{usersTable, channelsTable} {
+			create = append(create, t.ixBucket(), t.refsBucket(), t.nBucket())
+		}
+		for _, name := range create {
+			if _, err := tx.CreateBucket(name); err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket(metaBucket)
+		if err := meta.Put(keyVersion, []byte(fingerprint())); err != nil {
+			return err
+		}
+		for _, name := range ix.names {
+			if err := meta.Put(createdKey(name), []byte(streamCreated(infos[name]))); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
 	if err != nil {
-		ix.close()
-		return nil, fmt.Errorf("index: reset: %w", err)
+		return fmt.Errorf("reset: %w", err)
 	}
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	clear(ix.applied)
+	clear(ix.caughtUp)
+	return nil
+}
 
-	wctx, cancel := context.WithCancel(context.Background())
-	ix.cancel = cancel
-	ready := make(chan string, len(kvs))
-	for _, kv := range kvs {
-		ix.kvs[kv.Bucket()] = kv
-		start, err := lastRevision(ctx, kv)
-		if err == nil {
-			var w jetstream.KeyWatcher
-			w, err = kv.WatchAll(wctx)
-			if err == nil {
-				ix.wg.Add(1)
-				go ix.follow(wctx, kv.Bucket(), w, start, ready)
-				continue
-			}
+// markOpen records that the file is in use: until close marks it clean, a
+// restart of the machine makes the next start rebuild it.
+func (ix *index) markOpen() error {
+	err := ix.db.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(metaBucket)
+		if err := meta.Put(keyClean, []byte("0")); err != nil {
+			return err
 		}
-		ix.close()
-		return nil, fmt.Errorf("index: watch %s: %w", kv.Bucket(), err)
+		return meta.Put(keyBoot, []byte(bootID()))
+	})
+	if err == nil {
+		err = ix.db.Sync()
 	}
-	for range kvs {
+	return err
+}
+
+// startWatches starts one watch per bucket after the revision the file holds
+// and waits until each has delivered what the bucket had when it started.
+func (ix *index) startWatches(ctx context.Context) error {
+	wctx, cancel := context.WithCancel(ix.ctx)
+	ix.stopWatch = cancel
+	from := map[string]uint64{}
+	_ = ix.db.View(func(tx *bolt.Tx) error {
+		for _, name := range ix.names {
+			from[name] = readUint(tx.Bucket(metaBucket).Get(revKey(name)))
+		}
+		return nil
+	})
+	ready := make(chan string, len(ix.names))
+	for _, name := range ix.names {
+		kv := ix.kvs[name]
+		ix.mu.Lock()
+		ix.applied[name] = from[name]
+		ix.mu.Unlock()
+		start, err := lastRevision(ctx, kv)
+		if err != nil {
+			return err
+		}
+		var opts []jetstream.WatchOpt
+		if from[name] > 0 {
+			opts = append(opts, jetstream.ResumeFromRevision(from[name]+1))
+		}
+		w, err := kv.WatchAll(wctx, opts...)
+		if err != nil {
+			return fmt.Errorf("watch %s: %w", name, err)
+		}
+		ix.watchGroup.Add(1)
+		go ix.follow(wctx, name, w, start, ready)
+	}
+	for range ix.names {
 		select {
 		case <-ready:
 		case <-ctx.Done():
-			ix.close()
-			return nil, fmt.Errorf("index: waiting for initial values: %w", ctx.Err())
+			return fmt.Errorf("waiting for the watches to catch up: %w", ctx.Err())
 		}
 	}
-	return ix, nil
+	return nil
 }
 
-// lastRevision is the bucket's latest revision (its stream's last sequence).
-func lastRevision(ctx context.Context, kv jetstream.KeyValue) (uint64, error) {
-	st, err := kv.Status(ctx)
+func (ix *index) stopWatches() {
+	if ix.stopWatch != nil {
+		ix.stopWatch()
+	}
+	ix.watchGroup.Wait()
+}
+
+// verify checks a resumed file against the buckets: it cannot hold more keys
+// than a bucket has subjects (every live key keeps its last entry), unless
+// entries were purged behind its back. It says why not to trust the file.
+func (ix *index) verify(ctx context.Context) (string, error) {
+	infos, err := ix.streamInfos(ctx)
 	if err != nil {
-		return 0, err
+		return "", err
 	}
-	bs, ok := st.(*jetstream.KeyValueBucketStatus)
-	if !ok || bs.StreamInfo() == nil {
-		return 0, fmt.Errorf("bucket %s: no stream info", kv.Bucket())
-	}
-	return bs.StreamInfo().State.LastSeq, nil
+	var why string
+	err = ix.db.View(func(tx *bolt.Tx) error {
+		for _, name := range ix.names {
+			if n := readUint(tx.Bucket(metaBucket).Get(countKey(name))); n > infos[name].State.NumSubjects {
+				why = fmt.Sprintf("bucket %s has %d keys, the file %d: entries were purged", name, infos[name].State.NumSubjects, n)
+				return nil
+			}
+		}
+		return nil
+	})
+	return why, err
 }
 
 // follow applies one bucket's watch to the index in batches. start is the
 // bucket's last revision before the watch began: once the initial values are
 // in, the index holds at least that.
 func (ix *index) follow(ctx context.Context, bucket string, w jetstream.KeyWatcher, start uint64, ready chan<- string) {
-	defer ix.wg.Done()
+	defer ix.watchGroup.Done()
 	defer func() {
 		_ = w.Stop()
 		// The watcher's callback blocks while its channel is full; drain it
@@ -186,6 +473,11 @@ func (ix *index) follow(ctx context.Context, bucket string, w jetstream.KeyWatch
 		if err := ix.apply(bucket, batch); err != nil {
 			ix.log.Error("index: apply watch entries", "bucket", bucket, "err", err)
 		}
+		if !signalled {
+			ix.mu.Lock()
+			ix.caughtUp[bucket] += len(batch)
+			ix.mu.Unlock()
+		}
 		if initialDone && !signalled {
 			signalled = true
 			ix.advance(bucket, start)
@@ -194,27 +486,58 @@ func (ix *index) follow(ctx context.Context, bucket string, w jetstream.KeyWatch
 	}
 }
 
+// apply writes a batch of one bucket's entries, the secondary index entries
+// they change and the bucket's revision in one transaction.
 func (ix *index) apply(bucket string, batch []jetstream.KeyValueEntry) error {
 	if len(batch) == 0 {
 		return nil
 	}
+	t := tableOf[bucket]
 	err := ix.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket([]byte(bucket))
+		data, meta := tx.Bucket([]byte(bucket)), tx.Bucket(metaBucket)
+		n := int64(readUint(meta.Get(countKey(bucket))))
+		touched := map[string]bool{}
 		for _, e := range batch {
+			k := []byte(e.Key())
+			had := data.Get(k) != nil
 			var err error
 			if e.Operation() == jetstream.KeyValuePut && len(e.Value()) > 0 {
-				err = b.Put([]byte(e.Key()), e.Value())
+				err = data.Put(k, e.Value())
+				if !had {
+					n++
+				}
 			} else {
-				err = b.Delete([]byte(e.Key()))
+				err = data.Delete(k)
+				if had {
+					n--
+				}
 			}
 			if err != nil {
 				return err
 			}
+			if t != nil {
+				touched[t.idOf(e.Key())] = true
+			}
 		}
-		return nil
+		if t != nil {
+			counts := map[string]int{}
+			for id := range touched {
+				if err := t.reindex(tx, id, counts); err != nil {
+					return err
+				}
+			}
+			if err := t.writeCounts(tx, counts); err != nil {
+				return err
+			}
+		}
+		if err := meta.Put(countKey(bucket), uintBytes(uint64(max(n, 0)))); err != nil {
+			return err
+		}
+		return meta.Put(revKey(bucket), uintBytes(batch[len(batch)-1].Revision()))
 	})
 	// Advance even on a failed write: the watch will not deliver these
-	// entries again, and readers must not wait for them forever.
+	// entries again, and readers must not wait for them forever. The file
+	// still records the revision before them, so the next start replays them.
 	ix.advance(bucket, batch[len(batch)-1].Revision())
 	return err
 }
@@ -231,18 +554,27 @@ func (ix *index) advance(bucket string, rev uint64) {
 }
 
 // sync waits until the index holds every write made to buckets before the
-// call. A watch lagging past syncTimeout is logged and the query goes on.
+// call. The buckets' last revisions are asked for at once; a watch lagging
+// past syncTimeout is logged and the query goes on.
 func (ix *index) sync(ctx context.Context, buckets ...string) error {
-	for _, name := range buckets {
-		kv := ix.kvs[name]
-		if kv == nil {
+	calls := make([]*revCall, len(buckets))
+	for i, name := range buckets {
+		l := ix.revs[name]
+		if l == nil {
 			return fmt.Errorf("index: bucket %s is not indexed", name)
 		}
-		rev, err := lastRevision(ctx, kv)
-		if err != nil {
-			return fmt.Errorf("index: %s: %w", name, err)
+		calls[i] = l.start(ix)
+	}
+	for i, c := range calls {
+		select {
+		case <-c.done:
+		case <-ctx.Done():
+			return ctx.Err()
 		}
-		if err := ix.waitFor(ctx, name, rev); err != nil {
+		if c.err != nil {
+			return fmt.Errorf("index: %s: %w", buckets[i], c.err)
+		}
+		if err := ix.waitFor(ctx, buckets[i], c.rev); err != nil {
 			return err
 		}
 	}
@@ -270,18 +602,92 @@ func (ix *index) waitFor(ctx context.Context, bucket string, rev uint64) error {
 	}
 }
 
+// lastRev asks JetStream for one bucket's last revision on behalf of every
+// query that needs it. A query may only use an answer to a request sent after
+// it arrived; so while one request is out, the queries arriving meanwhile
+// share the next one, sent when it returns. Under load that is at most one
+// request out per bucket, whatever the number of queries.
+type lastRev struct {
+	kv   jetstream.KeyValue
+	mu   sync.Mutex
+	busy bool
+	next *revCall
+}
+
+type revCall struct {
+	done chan struct{}
+	rev  uint64
+	err  error
+}
+
+// start joins (or sends) a request sent after now.
+func (l *lastRev) start(ix *index) *revCall {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.next == nil {
+		l.next = &revCall{done: make(chan struct{})}
+	}
+	c := l.next
+	if !l.busy {
+		ix.mu.Lock()
+		closed := ix.closed
+		if !closed {
+			ix.wg.Add(1)
+		}
+		ix.mu.Unlock()
+		if closed {
+			c.err = errors.New("index is closed")
+			close(c.done)
+			l.next = nil
+			return c
+		}
+		l.busy, l.next = true, nil
+		go l.run(ix, c)
+	}
+	return c
+}
+
+func (l *lastRev) run(ix *index, c *revCall) {
+	defer ix.wg.Done()
+	for c != nil {
+		ctx, cancel := context.WithTimeout(ix.ctx, syncTimeout)
+		c.rev, c.err = lastRevision(ctx, l.kv)
+		cancel()
+		close(c.done)
+		l.mu.Lock()
+		c, l.next = l.next, nil
+		l.busy = c != nil
+		l.mu.Unlock()
+	}
+}
+
 // view runs fn in a read transaction.
 func (ix *index) view(fn func(tx *bolt.Tx) error) error { return ix.db.View(fn) }
 
-// close stops the watches, waits for them and closes the file.
+// close stops the watches, waits for them, marks the file clean and closes it.
 func (ix *index) close() error {
-	if ix.cancel != nil {
-		ix.cancel()
-	}
+	ix.mu.Lock()
+	ix.closed = true
+	ix.mu.Unlock()
+	ix.stopWatches()
+	ix.cancel()
 	ix.wg.Wait()
 	var err error
 	if ix.db != nil {
-		err = ix.db.Close()
+		if ix.tmpDir == "" {
+			err = ix.db.Update(func(tx *bolt.Tx) error {
+				if meta := tx.Bucket(metaBucket); meta != nil {
+					return meta.Put(keyClean, []byte("1"))
+				}
+				return nil
+			})
+			if err == nil {
+				err = ix.db.Sync()
+			}
+		}
+		if cerr := ix.db.Close(); err == nil {
+			err = cerr
+		}
 	}
 	ix.removeTmp()
 	return err
@@ -291,4 +697,15 @@ func (ix *index) removeTmp() {
 	if ix.tmpDir != "" {
 		_ = os.RemoveAll(ix.tmpDir)
 	}
+}
+
+// stats describes how the index started, for logs and tests.
+func (ix *index) stats() (resumed bool, rebuilt string, caughtUp map[string]int) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	out := make(map[string]int, len(ix.caughtUp))
+	for k, v := range ix.caughtUp {
+		out[k] = v
+	}
+	return ix.resumed, ix.rebuilt, out
 }

@@ -44,6 +44,7 @@ type query struct {
 // parsed is a checked query.
 type parsed struct {
 	filter filter.Filter
+	conds  []conjunct // what of the filter the index can answer
 	sort   filter.Sort
 	limit  int
 	offset int
@@ -56,6 +57,7 @@ func (q query) parse(op string, defLimit, maxLimit int) (parsed, error) {
 	if p.filter, err = filter.Parse(q.Filter, filter.WithSchema(schemas[op])); err != nil {
 		return p, queryError(op, err)
 	}
+	p.conds = conjuncts(q.Filter)
 	if p.sort, err = filter.ParseSort(q.Sort); err != nil {
 		return p, queryError(op, err)
 	}
@@ -107,34 +109,6 @@ func (p parsed) page(hits []hit) []hit {
 	return hits
 }
 
-// scan calls fn for each candidate key of bucket: the keys the filter pins
-// through field (looked up directly), or else every key.
-func scan(tx *bolt.Tx, bucket string, f filter.Filter, field string, key func(string) string, fn func(k, v []byte)) {
-	b := tx.Bucket([]byte(bucket))
-	if vals, ok := f.Values(field); ok {
-		seen := map[string]bool{}
-		for _, v := range vals {
-			s, ok := v.(string)
-			if !ok || seen[s] {
-				continue
-			}
-			seen[s] = true
-			k := []byte(key(s))
-			if len(k) == 0 {
-				continue
-			}
-			if val := b.Get(k); val != nil {
-				fn(k, val)
-			}
-		}
-		return
-	}
-	_ = b.ForEach(func(k, v []byte) error {
-		fn(k, v)
-		return nil
-	})
-}
-
 // usersQuery is the payload of GET /users.
 type usersQuery struct {
 	query
@@ -169,24 +143,20 @@ func (s *Server) queryUsers(c echo.Context) error {
 	}
 	var hits []hit
 	err = s.idx.view(func(tx *bolt.Tx) error {
-		scan(tx, store.BucketUsers, p.filter, "id", store.Key, func(k, v []byte) {
+		hits = p.find(tx, usersTable, nil, func(id string, raw []byte) (filter.Map, bool) {
 			var u model.User
-			if json.Unmarshal(v, &u) != nil {
-				return
+			if json.Unmarshal(raw, &u) != nil {
+				return nil, false
 			}
-			id := store.ID(string(k))
 			u.ID = id
 			doc := filter.Map(userView(u, readPresence(tx, id), cl.viewerOf(id)))
-			if p.filter.Match(doc) {
-				hits = append(hits, hit{key: id, doc: doc})
-			}
+			return doc, p.filter.Match(doc)
 		})
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	hits = p.page(hits)
 	users := make([]any, 0, len(hits))
 	ids := make([]string, 0, len(hits))
 	for _, h := range hits {

@@ -1,0 +1,448 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"slices"
+	"strings"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/presencehq/presence/pkg/filter"
+)
+
+// How a query is answered (find):
+//
+//  1. Every top-level condition the index can answer becomes a source of
+//     candidate ids: the id field by $eq/$in (key lookups), an equality
+//     index by $eq/$in/$contains, the word index by $autocomplete, and the
+//     caller's scope (a client-side channel query sees only its member and
+//     creator channels). Each is a superset of the matches.
+//  2. The smallest source, if it is small enough, is collected; the others
+//     become checks done on index keys before a document is decoded.
+//  3. If the first sort field has a sort index, the planner compares reading
+//     the collected candidates (one decode each, then sort) with walking the
+//     sort index in order until the page is full (a cheap step per entry, a
+//     decode per candidate met); the walk is also what runs when no source
+//     is small. Without a usable sort index it reads the candidates, or
+//     scans everything.
+//
+// The filter is always matched on the document, so an index only has to
+// never miss a match; that keeps every plan correct and the full scan the
+// answer of last resort.
+
+// The planner's costs, in units of one index step (a cursor move or a key
+// lookup, about 0.1–0.3 µs): loadCost is decoding and matching a document;
+// a source larger than collectCap is not collected but checked id by id.
+// Variables only so that tests can force every plan.
+var (
+	loadCost   = 40
+	collectCap = 20000
+)
+
+// conjunct is a condition every match meets, in the form the index uses:
+// the field equals one of values ($eq, $in, $contains), or, with
+// autocomplete, one of its words starts with values[0].
+type conjunct struct {
+	field        string
+	autocomplete bool
+	values       []any
+}
+
+// conjuncts lists the conditions at the top level of a filter already
+// accepted by filter.Parse (and inside its top-level $and).
+func conjuncts(raw json.RawMessage) []conjunct {
+	var v any
+	if len(bytes.TrimSpace(raw)) == 0 || json.Unmarshal(raw, &v) != nil {
+		return nil
+	}
+	var out []conjunct
+	var walk func(m map[string]any)
+	walk = func(m map[string]any) {
+		for field, c := range m {
+			if field == "$and" {
+				list, _ := c.([]any)
+				for _, e := range list {
+					if sub, ok := e.(map[string]any); ok {
+						walk(sub)
+					}
+				}
+				continue
+			}
+			if strings.HasPrefix(field, "$") {
+				continue
+			}
+			ops, isObj := c.(map[string]any)
+			if !isObj {
+				if _, isList := c.([]any); !isList {
+					out = append(out, conjunct{field: field, values: []any{c}})
+				}
+				continue
+			}
+			for op, arg := range ops {
+				switch filter.Op(op) {
+				case filter.OpEq, filter.OpContains:
+					out = append(out, conjunct{field: field, values: []any{arg}})
+				case filter.OpIn:
+					if list, ok := arg.([]any); ok {
+						out = append(out, conjunct{field: field, values: list})
+					}
+				case filter.OpAutocomplete:
+					if s, ok := arg.(string); ok {
+						out = append(out, conjunct{field: field, autocomplete: true, values: []any{strings.ToLower(s)}})
+					}
+				}
+			}
+		}
+	}
+	if m, ok := v.(map[string]any); ok {
+		walk(m)
+	}
+	return out
+}
+
+// eqTerm is one equality entry to look up: field holds enc.
+type eqTerm struct {
+	field string
+	enc   []byte
+}
+
+// source yields candidate ids: a superset of the documents that match.
+type source struct {
+	est  int // how many ids it yields; collectCap+1 if more
+	cost int // of one has call, in index steps
+	each func(yield func(id string))
+	has  func(id string) bool
+}
+
+// reader reads one table's index inside a transaction.
+type reader struct {
+	t    *table
+	ix   *bolt.Bucket
+	n    *bolt.Bucket
+	refs *bolt.Bucket
+	data *bolt.Bucket
+	meta *bolt.Bucket
+}
+
+func newReader(tx *bolt.Tx, t *table) *reader {
+	return &reader{
+		t: t, ix: tx.Bucket(t.ixBucket()), n: tx.Bucket(t.nBucket()), refs: tx.Bucket(t.refsBucket()),
+		data: tx.Bucket([]byte(t.data)), meta: tx.Bucket(metaBucket),
+	}
+}
+
+// source turns a conjunct into a source, or nil if the index cannot answer it.
+func (r *reader) source(c conjunct) *source {
+	switch {
+	case c.autocomplete:
+		if !slices.Contains(r.t.words, c.field) {
+			return nil
+		}
+		return r.wordSource(c.field, c.values[0].(string))
+	case c.field == r.t.idField:
+		set := map[string]bool{}
+		for _, v := range c.values {
+			if s, ok := v.(string); ok && r.t.dataKey(s) != "" {
+				set[s] = true
+			}
+		}
+		return &source{
+			est: len(set), cost: 0,
+			each: func(yield func(string)) {
+				for id := range set {
+					yield(id)
+				}
+			},
+			has: func(id string) bool { return set[id] },
+		}
+	case slices.Contains(r.t.eq, c.field):
+		terms := make([]eqTerm, 0, len(c.values))
+		for _, v := range c.values {
+			enc, ok := eqEncOK(v)
+			if !ok {
+				return nil
+			}
+			terms = append(terms, eqTerm{c.field, enc})
+		}
+		return r.eqSource(terms)
+	}
+	return nil
+}
+
+// eqSource is the union of equality lookups; values of kinds the index does
+// not type ("?") are always included.
+func (r *reader) eqSource(terms []eqTerm) *source {
+	var prefixes [][]byte
+	seen := map[string]bool{}
+	add := func(field string, enc []byte) {
+		p := eqPrefix(field, enc)
+		if !seen[string(p)] {
+			seen[string(p)] = true
+			prefixes = append(prefixes, p)
+		}
+	}
+	for _, t := range terms {
+		add(t.field, t.enc)
+		add(t.field, []byte{'?'})
+	}
+	est := 0
+	for _, p := range prefixes {
+		est += int(readUint(r.n.Get(p)))
+	}
+	return &source{
+		est: est, cost: len(prefixes),
+		each: func(yield func(string)) {
+			c := r.ix.Cursor()
+			for _, p := range prefixes {
+				for k, _ := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, _ = c.Next() {
+					if id := k[len(p):]; bytes.IndexByte(id, 0) < 0 {
+						yield(string(id))
+					}
+				}
+			}
+		},
+		has: func(id string) bool {
+			for _, p := range prefixes {
+				if r.ix.Get(append(slices.Clip(p), id...)) != nil {
+					return true
+				}
+			}
+			return false
+		},
+	}
+}
+
+// wordSource is the documents one of whose words of field starts with
+// prefix. Its size is only known by reading it, up to collectCap.
+func (r *reader) wordSource(field, prefix string) *source {
+	if prefix == "" {
+		return nil // matches every string
+	}
+	p := wordPrefix(field, cut(prefix))
+	var ids map[string]bool
+	c := r.ix.Cursor()
+	found := map[string]bool{}
+	for k, _ := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, _ = c.Next() {
+		found[keyID(k)] = true
+		if len(found) > collectCap {
+			break
+		}
+	}
+	est := len(found)
+	if est <= collectCap {
+		ids = found
+	}
+	return &source{
+		est: est, cost: 8,
+		each: func(yield func(string)) {
+			for id := range ids {
+				yield(id)
+			}
+		},
+		has: func(id string) bool {
+			if ids != nil {
+				return ids[id]
+			}
+			for _, k := range decodeRefs(r.refs.Get([]byte(id))) {
+				if bytes.HasPrefix(k, p) {
+					return true
+				}
+			}
+			return false
+		},
+	}
+}
+
+// count is the number of documents in the table.
+func (r *reader) count() int {
+	return int(readUint(r.meta.Get(countKey(r.t.data))))
+}
+
+// sortable reports whether field's sort index can order the table: it
+// exists and no document holds a value it cannot order.
+func (r *reader) sortable(field string) bool {
+	if !r.t.isSorted(field) {
+		return false
+	}
+	p := sortPrefix(field, secOdd)
+	k, _ := r.ix.Cursor().Seek(p)
+	return k == nil || !bytes.HasPrefix(k, p)
+}
+
+// walk visits field's sort index in dir order (present values in dir, then
+// missing ones by id), until visit says stop.
+func (r *reader) walk(field string, dir int, visit func(sec byte, enc []byte, id string) bool) {
+	encLen := timeEncLen
+	if field == r.t.idField {
+		encLen = 0
+	}
+	present, missing := sortPrefix(field, secPresent), sortPrefix(field, secMissing)
+	c := r.ix.Cursor()
+	if dir >= 0 {
+		for k, _ := c.Seek(present); k != nil && bytes.HasPrefix(k, present); k, _ = c.Next() {
+			if len(k) < len(present)+encLen || !visit(secPresent, k[len(present):len(present)+encLen], string(k[len(present)+encLen:])) {
+				return
+			}
+		}
+	} else {
+		k, _ := c.Seek(missing)
+		if k == nil {
+			k, _ = c.Last()
+		} else {
+			k, _ = c.Prev()
+		}
+		for ; k != nil && bytes.HasPrefix(k, present); k, _ = c.Prev() {
+			if len(k) < len(present)+encLen || !visit(secPresent, k[len(present):len(present)+encLen], string(k[len(present)+encLen:])) {
+				return
+			}
+		}
+	}
+	for k, _ := c.Seek(missing); k != nil && bytes.HasPrefix(k, missing); k, _ = c.Next() {
+		if !visit(secMissing, nil, string(k[len(missing):])) {
+			return
+		}
+	}
+}
+
+// readScope is a superset of the channels cl may read (canRead): nil for
+// server-side callers, else the channels cl is a member or the creator of.
+func readScope(cl caller) []eqTerm {
+	if cl.server {
+		return nil
+	}
+	return []eqTerm{{"members", eqEnc(cl.user)}, {"created_by_id", eqEnc(cl.user)}}
+}
+
+// loader decodes one document (raw is its record) and says whether the
+// caller gets it: it exists, the caller may see it and it matches the filter.
+type loader func(id string, raw []byte) (filter.Map, bool)
+
+// find returns the page p asks for among t's documents that load accepts.
+// scope, if not nil, is a superset of what the caller may see.
+func (p parsed) find(tx *bolt.Tx, t *table, scope []eqTerm, load loader) []hit {
+	r := newReader(tx, t)
+	var srcs []*source
+	for _, c := range p.conds {
+		if s := r.source(c); s != nil {
+			srcs = append(srcs, s)
+		}
+	}
+	if scope != nil {
+		srcs = append(srcs, r.eqSource(scope))
+	}
+	slices.SortStableFunc(srcs, func(a, b *source) int { return a.est - b.est })
+	var cand map[string]bool
+	checks := srcs
+	if len(srcs) > 0 && srcs[0].est <= collectCap {
+		cand = map[string]bool{}
+		srcs[0].each(func(id string) { cand[id] = true })
+		checks = srcs[1:]
+	}
+	slices.SortStableFunc(checks, func(a, b *source) int { return a.cost - b.cost })
+	passes := func(id string) bool {
+		for _, s := range checks {
+			if !s.has(id) {
+				return false
+			}
+		}
+		return true
+	}
+	accept := func(id string) (hit, bool) {
+		k := t.dataKey(id)
+		if k == "" {
+			return hit{}, false
+		}
+		raw := r.data.Get([]byte(k))
+		if raw == nil {
+			return hit{}, false
+		}
+		doc, ok := load(id, raw)
+		return hit{key: id, doc: doc}, ok
+	}
+
+	field, dir := t.idField, 1
+	if len(p.sort) > 0 {
+		field, dir = p.sort[0].Field, p.sort[0].Direction
+	}
+	need := p.offset + p.limit
+	if r.sortable(field) {
+		budget := -1
+		walkable := true
+		if cand != nil {
+			fetch := len(cand) * loadCost
+			steps := r.count()
+			if len(cand) > need {
+				steps = steps / len(cand) * need
+			}
+			walkable = steps+need*loadCost < fetch
+			budget = fetch
+		}
+		if walkable {
+			if hits, ok := p.walk(r, field, dir, need, budget, cand, passes, accept); ok {
+				return p.page(hits)
+			}
+		}
+	}
+	var hits []hit
+	if cand != nil {
+		for id := range cand {
+			if !passes(id) {
+				continue
+			}
+			if h, ok := accept(id); ok {
+				hits = append(hits, h)
+			}
+		}
+		return p.page(hits)
+	}
+	_ = r.data.ForEach(func(k, raw []byte) error {
+		id := t.idOf(string(k))
+		if !passes(id) {
+			return nil
+		}
+		if doc, ok := load(id, raw); ok {
+			hits = append(hits, hit{key: id, doc: doc})
+		}
+		return nil
+	})
+	return p.page(hits)
+}
+
+// walk collects matches along field's sort index until it has need of them
+// and every document tied with the last one on field (which later sort
+// fields or the id may still put first). It gives up (false) once its cost
+// passes budget (no limit if negative).
+func (p parsed) walk(r *reader, field string, dir, need, budget int, cand map[string]bool, passes func(string) bool, accept func(string) (hit, bool)) ([]hit, bool) {
+	var hits []hit
+	var lastSec byte
+	var lastEnc []byte
+	cost, gaveUp := 0, false
+	r.walk(field, dir, func(sec byte, enc []byte, id string) bool {
+		if len(hits) >= need {
+			// Ties on field are in id order only among missing values or
+			// ascending ones, and only if field is the sole sort field.
+			ties := field != r.t.idField && (len(p.sort) > 1 || (sec == secPresent && dir < 0))
+			if !ties || sec != lastSec || !bytes.Equal(enc, lastEnc) {
+				return false
+			}
+		}
+		cost++
+		if cand != nil && !cand[id] || !passes(id) {
+			return true
+		}
+		cost += loadCost
+		if budget >= 0 && cost > budget {
+			gaveUp = true
+			return false
+		}
+		if h, ok := accept(id); ok {
+			hits = append(hits, h)
+			if len(hits) == need {
+				lastSec, lastEnc = sec, bytes.Clone(enc)
+			}
+		}
+		return true
+	})
+	return hits, !gaveUp
+}
