@@ -6,12 +6,14 @@ MODULES  := pkg gateway presence-worker api allinone
 PACKAGES := $(addsuffix /...,$(addprefix ./,$(MODULES)))
 GO       ?= go
 
-.PHONY: run test check unit e2e-deps build clean
+.PHONY: run test check unit e2e-deps fuzz fuzz-short build clean
+
+FUZZTIME ?= 10m
 
 run:
 	$(GO) run ./allinone/cmd/presence
 
-test: check e2e-deps unit
+test: check e2e-deps unit fuzz-short
 
 # Formatting and vet across every module.
 check:
@@ -26,6 +28,16 @@ e2e-deps:
 
 unit:
 	PRESENCE_E2E=1 $(GO) test -race -count=1 -timeout 8m $(PACKAGES)
+
+# A few seconds per fuzz target in make test: the filter language never
+# panics and keeps its properties. `make fuzz` runs each for FUZZTIME.
+fuzz-short:
+	$(GO) test ./pkg/filter -run '^$$' -fuzz '^FuzzParseFilter$$' -fuzztime 5s -fuzzminimizetime 1s
+	$(GO) test ./pkg/filter -run '^$$' -fuzz '^FuzzSort$$' -fuzztime 5s -fuzzminimizetime 1s
+
+fuzz:
+	$(GO) test ./pkg/filter -run '^$$' -fuzz '^FuzzParseFilter$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./pkg/filter -run '^$$' -fuzz '^FuzzSort$$' -fuzztime $(FUZZTIME)
 
 build:
 	mkdir -p bin
