@@ -50,6 +50,8 @@ type Config struct {
 	MaxWatches int
 	// Replicas of the JetStream stream and buckets (3 in a cluster).
 	Replicas int
+	// MaxConnsPerUser bounds one user's open connections across all nodes.
+	MaxConnsPerUser int
 }
 
 // RegisterFlags binds the config to flags with their defaults.
@@ -74,6 +76,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.SendQueue, "send-queue", 256, "events queued per socket before a slow socket is closed")
 	fs.IntVar(&c.MaxWatches, "max-watches", 10000, "users plus channels one connection may watch")
 	fs.IntVar(&c.Replicas, "replicas", 1, "replicas of JetStream streams and buckets (3 in a cluster)")
+	fs.IntVar(&c.MaxConnsPerUser, "max-conns-per-user", 50, "open connections one user may hold across all gateways")
 }
 
 func (c *Config) defaults() {
@@ -114,6 +117,9 @@ func (c *Config) defaults() {
 	}
 	if c.SendQueue <= 0 {
 		c.SendQueue = d.SendQueue
+	}
+	if c.MaxConnsPerUser <= 0 {
+		c.MaxConnsPerUser = d.MaxConnsPerUser
 	}
 	if c.MaxWatches <= 0 {
 		c.MaxWatches = d.MaxWatches

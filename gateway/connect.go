@@ -40,10 +40,11 @@ type conn struct {
 	epoch uint64
 	user  string
 	// grace is set when the node drains: the close is published with it.
-	grace atomic.Int64
-	ws    *websocket.Conn
-	send  chan []byte
-	done  chan struct{}
+	grace   atomic.Int64
+	pinging atomic.Bool
+	ws      *websocket.Conn
+	send    chan []byte
+	done    chan struct{}
 
 	closeOnce sync.Once
 	// users and cids are the watches; dropped is set once the connection
@@ -176,6 +177,10 @@ func (g *Gateway) admit(r *http.Request, ws *websocket.Conn) (*conn, model.User,
 		g.log.Error("connect: read presence", "user", req.UserID, "err", err)
 		return nil, model.User{}, model.Presence{}, apierror.Internal()
 	}
+	if len(p.Conns) >= g.cfg.MaxConnsPerUser {
+		return nil, model.User{}, model.Presence{}, apierror.New(apierror.CodeTooManyConnections, http.StatusTooManyRequests,
+			"user %s already has %d open connections", req.UserID, len(p.Conns))
+	}
 
 	seq, epoch := g.seq.Add(1), g.epoch.Load()
 	c := &conn{
@@ -196,7 +201,8 @@ func (g *Gateway) admit(r *http.Request, ws *websocket.Conn) (*conn, model.User,
 	// snapshot with: a connect racing a drain is either refused here or
 	// closed by the drain, never left open behind it.
 	g.mu.Lock()
-	if g.draining {
+	if g.draining || epoch != g.epoch.Load() {
+		// Draining, or the lease was lost while this connect was under way.
 		g.mu.Unlock()
 		return nil, model.User{}, model.Presence{}, apierror.New(apierror.CodeInternal, http.StatusServiceUnavailable, "gateway is draining, reconnect")
 	}
@@ -207,6 +213,11 @@ func (g *Gateway) admit(r *http.Request, ws *websocket.Conn) (*conn, model.User,
 		delete(g.conns, c.id)
 		g.mu.Unlock()
 		g.log.Error("connect: publish opened", "conn", c.id, "err", err)
+		// JetStream may have stored it and lost only the ack: close it too,
+		// or the user could read online with no socket behind it.
+		closed := opened
+		closed.Kind = connevent.Closed
+		go g.publishClosed(closed)
 		return nil, model.User{}, model.Presence{}, apierror.Internal()
 	}
 	if changed {
@@ -245,6 +256,9 @@ func (g *Gateway) applyDetails(ctx context.Context, id string, details map[strin
 		}
 		if exists && reflect.DeepEqual(before, *u) {
 			return store.ErrUnchanged
+		}
+		if err := u.CheckSize(); err != nil {
+			return apierror.Input("user_details: %v", err)
 		}
 		u.UpdatedAt = now
 		b := before
@@ -336,12 +350,9 @@ func (g *Gateway) writeLoop(c *conn) {
 		case <-c.done:
 			return
 		case <-ping.C:
-			ctx, cancel := context.WithTimeout(context.Background(), g.cfg.PingTimeout)
-			err := c.ws.Ping(ctx)
-			cancel()
-			if err != nil {
-				c.abort() // gone silent: no handshake to wait for
-				return
+			// The pong may take a while; events keep flowing meanwhile.
+			if c.pinging.CompareAndSwap(false, true) {
+				go g.ping(c)
 			}
 		case b := <-c.send:
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -355,6 +366,16 @@ func (g *Gateway) writeLoop(c *conn) {
 	}
 }
 
+// ping checks the client still answers; one that does not is dropped.
+func (g *Gateway) ping(c *conn) {
+	defer c.pinging.Store(false)
+	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.PingTimeout)
+	defer cancel()
+	if err := c.ws.Ping(ctx); err != nil {
+		c.abort() // gone silent: no handshake to wait for
+	}
+}
+
 // forget unregisters a closed connection and publishes its closing.
 func (g *Gateway) forget(c *conn) {
 	g.mu.Lock()
@@ -362,17 +383,29 @@ func (g *Gateway) forget(c *conn) {
 	g.mu.Unlock()
 	g.relay.drop(c)
 	ev := connevent.Event{Kind: connevent.Closed, User: c.user, ConnID: c.id, Node: g.cfg.NodeName, Epoch: c.epoch, At: time.Now().UTC(), Grace: time.Duration(c.grace.Load())}
-	// Retried until it lands: a lost "closed" would leave the user online
-	// until the node's lease lapses.
-	for attempt := 0; attempt < 5; attempt++ {
+	// Retried with backoff for two minutes: a lost "closed" leaves the user
+	// online until this node's lease lapses, which for a live node is never.
+	g.publishClosed(ev)
+}
+
+// publishClosed publishes a connection's close, retrying with backoff for up
+// to two minutes (NATS reconnecting, a JetStream leader election).
+func (g *Gateway) publishClosed(ev connevent.Event) {
+	backoff := 100 * time.Millisecond
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		err := g.publish(ctx, ev)
 		cancel()
 		if err == nil {
 			return
 		}
-		g.log.Warn("publish closed", "conn", c.id, "attempt", attempt+1, "err", err)
-		time.Sleep(time.Duration(attempt+1) * 200 * time.Millisecond)
+		if time.Now().After(deadline) {
+			g.log.Error("gave up publishing a connection's close: its user reads online until this node restarts", "conn", ev.ConnID, "err", err)
+			return
+		}
+		g.log.Warn("publish closed, retrying", "conn", ev.ConnID, "err", err)
+		time.Sleep(backoff)
+		backoff = min(2*backoff, 5*time.Second)
 	}
-	g.log.Error("gave up publishing closed; the node lease will expire it", "conn", c.id)
 }

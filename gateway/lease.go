@@ -87,16 +87,12 @@ func (g *Gateway) keepLease() {
 		}
 		ctx, cancel := context.WithTimeout(g.ctx, g.cfg.LeaseInterval)
 		err := g.renew(ctx)
+		cancel()
 		if errors.Is(err, errLeaseLost) {
-			g.log.Error("lease lost: closing every socket and starting a new epoch")
-			g.closeAll(websocket1012, "lease lost, reconnect")
-			if err := g.announce(ctx); err != nil && g.ctx.Err() == nil {
-				g.log.Error("re-announce after lost lease", "err", err)
-			}
+			g.recoverLease()
 		} else if err != nil && g.ctx.Err() == nil {
 			g.log.Warn("renew lease", "err", err)
 		}
-		cancel()
 	}
 }
 
@@ -109,6 +105,34 @@ func (g *Gateway) retireLease() {
 	b, _ := json.Marshal(model.Lease{Epoch: g.epoch.Load(), RenewedAt: time.Now().UTC(), TTL: g.cfg.DrainGrace + g.cfg.LeaseTTL})
 	if _, err := g.st.Nodes.Put(ctx, g.cfg.NodeName, b); err != nil {
 		g.log.Warn("retire lease", "err", err)
+	}
+}
+
+// recoverLease starts a new epoch after the workers expired the node, then
+// closes every socket of the old one (their users already read offline; the
+// SDK reconnects). A connect racing this is refused at registration, where
+// its epoch no longer matches.
+func (g *Gateway) recoverLease() {
+	g.log.Error("lease lost: starting a new epoch and closing every socket of the old one")
+	old := g.epoch.Load()
+	ctx, cancel := context.WithTimeout(g.ctx, 10*time.Second)
+	defer cancel()
+	if err := g.announce(ctx); err != nil {
+		if g.ctx.Err() == nil {
+			g.log.Error("re-announce after lost lease; will retry", "err", err)
+		}
+		return // the next renewal finds the lease still lost and tries again
+	}
+	g.mu.Lock()
+	var stale []*conn
+	for _, c := range g.conns {
+		if c.epoch == old {
+			stale = append(stale, c)
+		}
+	}
+	g.mu.Unlock()
+	for _, c := range stale {
+		go c.close(websocket1012, "lease lost, reconnect")
 	}
 }
 

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"maps"
+	"slices"
 	"time"
 
 	"github.com/presencehq/presence/pkg/connevent"
@@ -25,6 +26,9 @@ func apply(p *model.Presence, ev connevent.Event, epochOf epochs) (changed, tran
 	before := clonePresence(*p)
 	switch ev.Kind {
 	case connevent.Opened:
+		// The flag counts even if the connection itself is already gone:
+		// the profile said so at that revision (I1, I3).
+		setVisibility(p, ev)
 		if _, closed := p.Closed[ev.ConnID]; closed {
 			break // closed before opened: the connection is already gone
 		}
@@ -37,19 +41,17 @@ func apply(p *model.Presence, ev connevent.Event, epochOf epochs) (changed, tran
 			}
 			p.Conns[ev.ConnID] = model.Conn{Node: ev.Node, Epoch: ev.Epoch, OpenedAt: ev.At}
 		}
-		setVisibility(p, ev)
 		touch(p, ev.At)
 	case connevent.Closed:
-		if _, ok := p.Conns[ev.ConnID]; ok {
-			touch(p, ev.At) // active until it closed
-			delete(p.Conns, ev.ConnID)
-		}
-		if p.Closed == nil {
-			p.Closed = map[string]time.Time{}
-		}
 		if _, ok := p.Closed[ev.ConnID]; !ok {
+			// Active until it closed, whichever of open and close came first.
+			touch(p, ev.At)
+			if p.Closed == nil {
+				p.Closed = map[string]time.Time{}
+			}
 			p.Closed[ev.ConnID] = ev.At
 		}
+		delete(p.Conns, ev.ConnID)
 	case connevent.Active:
 		if _, ok := p.Conns[ev.ConnID]; ok {
 			touch(p, ev.At)
@@ -101,9 +103,20 @@ func pruneConns(p *model.Presence, epochOf epochs) {
 	}
 }
 
+// maxTombstones bounds the closed connections remembered per user, so a
+// client reconnecting in a tight loop cannot grow its state without end:
+// past it, the oldest are forgotten first.
+const maxTombstones = 256
+
 func pruneTombstones(p *model.Presence, now time.Time) {
 	for id, at := range p.Closed {
 		if now.Sub(at) > tombstoneTTL {
+			delete(p.Closed, id)
+		}
+	}
+	if over := len(p.Closed) - maxTombstones; over > 0 {
+		ids := slices.SortedFunc(maps.Keys(p.Closed), func(a, b string) int { return p.Closed[a].Compare(p.Closed[b]) })
+		for _, id := range ids[:over] {
 			delete(p.Closed, id)
 		}
 	}

@@ -17,19 +17,35 @@ import (
 // nodeGone handles a gateway node restarting under a new epoch (every
 // connection of its earlier runs is gone now, not when a lease lapses: I6) or
 // its lease lapsing (every connection of the expired epoch is gone: I4).
-func (w *Worker) nodeGone(ctx context.Context, ev connevent.Event) error {
+func (w *Worker) nodeGone(ev connevent.Event, redelivery bool, progress func()) error {
 	if err := subject.CheckNode(ev.Node); err != nil {
 		return nil
 	}
 	w.learnEpoch(ev.Node, ev.Epoch)
+	ctx, cancel := context.WithTimeout(w.ctx, time.Minute)
 	users, err := w.usersOfNode(ctx, ev.Node)
+	cancel()
 	if err != nil {
 		return err
 	}
+	// One deadline per user, and the message kept alive as the sweep goes,
+	// so a node of 100k users is swept however long it takes; a sweep
+	// redelivered after a crash re-emits what it may have written unsent.
+	lastProgress := time.Now()
 	for _, u := range users {
+		if w.ctx.Err() != nil {
+			return w.ctx.Err()
+		}
+		if time.Since(lastProgress) > 5*time.Second {
+			progress()
+			lastProgress = time.Now()
+		}
+		ctx, cancel := context.WithTimeout(w.ctx, 10*time.Second)
 		// An event of no kind only prunes dead connections and emits the
 		// transition if that made one.
-		if err := w.applyEvent(ctx, connevent.Event{User: u, At: time.Now().UTC()}, false); err != nil {
+		err := w.applyEvent(ctx, connevent.Event{User: u, At: time.Now().UTC()}, redelivery)
+		cancel()
+		if err != nil {
 			return err
 		}
 	}

@@ -44,8 +44,9 @@ type Worker struct {
 	epochs  map[string]uint64
 	leases  *leases
 
-	shards []chan jetstream.Msg
-	cc     jetstream.ConsumeContext
+	shards  []chan jetstream.Msg
+	cc      jetstream.ConsumeContext
+	graceCC jetstream.ConsumeContext
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -83,15 +84,31 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Wor
 	}
 	w.wg.Add(1)
 	go w.expireLeases()
-	cons, err := js.CreateOrUpdateConsumer(ctx, store.StreamInput, jetstream.ConsumerConfig{
-		Durable:       store.ConsumerWorkers,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       30 * time.Second,
-		MaxAckPending: 20000,
-		MaxDeliver:    -1,
+	// Two consumers share the shards: one for input applied as it comes, one
+	// for closes held for a grace period. Held closes wait unacked until
+	// their grace ends; apart, they never use up the first consumer's
+	// MaxAckPending and stall everyone else.
+	now, err := js.CreateOrUpdateConsumer(ctx, store.StreamInput, jetstream.ConsumerConfig{
+		Durable:        store.ConsumerWorkers,
+		FilterSubjects: subject.InputNow,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        30 * time.Second,
+		MaxAckPending:  20000,
+		MaxDeliver:     -1,
 	})
 	if err != nil {
 		return fail(fmt.Errorf("worker: consumer: %w", err))
+	}
+	held, err := js.CreateOrUpdateConsumer(ctx, store.StreamInput, jetstream.ConsumerConfig{
+		Durable:       store.ConsumerGrace,
+		FilterSubject: subject.GraceAll,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       30 * time.Second,
+		MaxAckPending: 1 << 20, // a whole drained node's connections at once
+		MaxDeliver:    -1,
+	})
+	if err != nil {
+		return fail(fmt.Errorf("worker: grace consumer: %w", err))
 	}
 	w.shards = make([]chan jetstream.Msg, cfg.Shards)
 	for i := range w.shards {
@@ -99,9 +116,19 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Wor
 		w.wg.Add(1)
 		go w.runShard(w.shards[i])
 	}
-	w.cc, err = cons.Consume(w.dispatch, jetstream.PullMaxMessages(1000))
-	if err != nil {
+	closeShards := func() {
+		for _, s := range w.shards {
+			close(s)
+		}
+	}
+	if w.cc, err = now.Consume(w.dispatch, jetstream.PullMaxMessages(1000)); err != nil {
+		closeShards()
 		return fail(fmt.Errorf("worker: consume: %w", err))
+	}
+	if w.graceCC, err = held.Consume(w.dispatch, jetstream.PullMaxMessages(1000)); err != nil {
+		w.cc.Stop()
+		closeShards()
+		return fail(fmt.Errorf("worker: consume held closes: %w", err))
 	}
 	log.Info("worker started", "shards", cfg.Shards)
 	return w, nil
@@ -111,7 +138,9 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Wor
 // events are redelivered to another worker.
 func (w *Worker) Close() {
 	w.cc.Drain()
+	w.graceCC.Drain()
 	<-w.cc.Closed()
+	<-w.graceCC.Closed()
 	for _, s := range w.shards {
 		close(s)
 	}
@@ -163,13 +192,17 @@ func (w *Worker) handle(msg jetstream.Msg) {
 	ctx, cancel := context.WithTimeout(w.ctx, 20*time.Second)
 	defer cancel()
 	if wait := w.graceLeft(ev); wait > 0 {
+		if !strings.HasPrefix(msg.Subject(), subject.GraceAll[:len(subject.GraceAll)-1]) {
+			w.hold(msg, ev)
+			return
+		}
 		// Not yet: JetStream hands it back when the grace has passed, and a
 		// reconnect arriving meanwhile keeps the user online.
 		_ = msg.NakWithDelay(wait)
 		return
 	}
 	if ev.Kind == connevent.NodeStarted || ev.Kind == connevent.NodeExpired {
-		err = w.nodeGone(ctx, ev)
+		err = w.nodeGone(ev, redelivered(msg), func() { _ = msg.InProgress() })
 	} else {
 		err = w.applyEvent(ctx, ev, redelivered(msg))
 	}
@@ -177,6 +210,18 @@ func (w *Worker) handle(msg jetstream.Msg) {
 		if w.ctx.Err() == nil {
 			w.log.Warn("event failed, will retry", "subject", msg.Subject(), "err", err)
 		}
+		_ = msg.NakWithDelay(time.Second)
+		return
+	}
+	_ = msg.Ack()
+}
+
+// hold moves a close that must wait out a grace to the held-closes consumer.
+func (w *Worker) hold(msg jetstream.Msg, ev connevent.Event) {
+	ctx, cancel := context.WithTimeout(w.ctx, 5*time.Second)
+	defer cancel()
+	_, err := w.js.Publish(ctx, subject.GraceClose(ev.Node, ev.User), msg.Data(), jetstream.WithMsgID("grace:"+ev.ConnID))
+	if err != nil {
 		_ = msg.NakWithDelay(time.Second)
 		return
 	}

@@ -133,6 +133,18 @@ func (u *User) Unset(field string) {
 	}
 }
 
+// CheckSize rejects a profile larger than MaxUserBytes once stored.
+func (u User) CheckSize() error {
+	b, err := json.Marshal(u)
+	if err != nil {
+		return err
+	}
+	if len(b) > MaxUserBytes {
+		return fmt.Errorf("user %s would be larger than %d bytes", u.ID, MaxUserBytes)
+	}
+	return nil
+}
+
 // Clone returns a deep enough copy to modify without touching u.
 func (u User) Clone() User {
 	u.Teams = append([]string(nil), u.Teams...)
@@ -229,9 +241,16 @@ const (
 // An invisible user is offline to everyone (I1); only Self and Server see the
 // flag itself.
 func View(u User, p Presence, v Viewer) map[string]any {
+	if u.Invisible {
+		// The profile decides at once, before the worker has mirrored the
+		// flag: an invisible user is never shown online, not for a moment.
+		p.Invisible = true
+	}
 	m := u.fields()
 	if v == Other {
 		delete(m, "invisible")
+	} else {
+		m["invisible"] = u.Invisible // shown either way, so {invisible: false} finds visible users
 	}
 	m["online"] = p.Visible()
 	if !p.LastActive.IsZero() {

@@ -24,6 +24,7 @@ import (
 const (
 	StreamInput        = "PRESENCE_IN"
 	ConsumerWorkers    = "presence-workers"
+	ConsumerGrace      = "presence-workers-grace"
 	BucketUsers        = "presence_users"
 	BucketPresence     = "presence_state"
 	BucketChannels     = "presence_channels"

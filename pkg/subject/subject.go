@@ -4,6 +4,7 @@
 // The subject tree:
 //
 //	presence.in.conn.<node>.<user>        connection opened/closed/active (JetStream, worker input)
+//	presence.in.grace.<node>.<user>       closes held for a grace period (JetStream, worker input)
 //	presence.in.user.<user>               visibility changes from the api (JetStream, worker input)
 //	presence.in.node.<node>               a gateway node started under a new epoch, or its lease lapsed (JetStream, worker input)
 //	presence.events.user.<user>           user.presence.changed / user.updated for one user
@@ -32,6 +33,7 @@ const (
 	// Stream is the JetStream stream holding the worker's input.
 	InputAll = "presence.in.>"
 	connIn   = "presence.in.conn."
+	graceIn  = "presence.in.grace."
 	userIn   = "presence.in.user."
 	nodeIn   = "presence.in.node."
 
@@ -83,6 +85,15 @@ func CheckNode(n string) error { return check("node name", n, MaxNodeLen, "") }
 
 // ConnEvent is the subject of a connection event of user on node.
 func ConnEvent(node, user string) string { return connIn + node + "." + user }
+
+// GraceClose is the subject of a connection close held for a grace period.
+func GraceClose(node, user string) string { return graceIn + node + "." + user }
+
+// GraceAll matches every held close.
+const GraceAll = graceIn + ">"
+
+// InputNow matches the worker input applied as it arrives (all but held closes).
+var InputNow = []string{connIn + ">", userIn + ">", nodeIn + ">"}
 
 // ConnEventsOfNode matches every connection event of one node.
 func ConnEventsOfNode(node string) string { return connIn + node + ".>" }
