@@ -405,8 +405,8 @@ func nextChannelEvent(t *testing.T, sub *nats.Subscription, typ, cid, key string
 		t.Errorf("%s created_at %q: %v", typ, at, err)
 	}
 	meta, ok := event.ReadMeta(msg)
-	if !ok || meta.Stream != event.StreamChannel || meta.User != key || !slices.Equal(meta.CIDs, []string{cid}) {
-		t.Errorf("%s meta %+v, want stream %q, key %q, cids [%s]", typ, meta, event.StreamChannel, key, cid)
+	if _, onCID, _ := subject.ParseEvents(msg.Subject); !ok || meta.Stream != event.StreamChannel || meta.User != key || onCID != cid {
+		t.Errorf("%s on %s meta %+v, want stream %q, key %q, on the subject of %s", typ, msg.Subject, meta, event.StreamChannel, key, cid)
 	}
 	return ev, meta
 }

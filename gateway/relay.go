@@ -39,7 +39,7 @@ func newRelay(nc *nats.Conn, log *slog.Logger) (*relay, error) {
 		byUser: map[string]map[*conn]struct{}{},
 		byCID:  map[string]map[*conn]struct{}{},
 		subs:   map[string]*nats.Subscription{},
-		seen:   newVersions(10 * time.Minute),
+		seen:   newVersions(2 * time.Minute),
 	}
 	r.wg.Add(1)
 	go r.loop()
@@ -69,30 +69,38 @@ func (r *relay) loop() {
 	}
 }
 
-// deliver sends an event to every connection watching its user or any of its
-// channels, once: the first copy to arrive (on any subject) reaches them all,
-// later copies and older versions are dropped (I2).
+// deliver sends an event to the connections watching the subject it came
+// on, once each: a connection watching several subjects that carry the same
+// event (the user and two channels holding them) gets the first copy only,
+// and an older version than one already delivered is dropped (I2).
 func (r *relay) deliver(msg *nats.Msg) {
 	m, ok := event.ReadMeta(msg)
 	if !ok {
 		return
 	}
+	user, cid, ok := subject.ParseEvents(msg.Subject)
+	if !ok {
+		return
+	}
 	r.mu.Lock()
-	if !r.seen.advance(string(m.Stream)+"\x00"+m.User, m.Version) {
+	sent, fresh := r.seen.deliveries(string(m.Stream)+"\x00"+m.User, m.Version)
+	if !fresh {
 		r.mu.Unlock()
 		return
 	}
-	targets := make(map[*conn]struct{}, len(r.byUser[m.User]))
-	for c := range r.byUser[m.User] {
-		targets[c] = struct{}{}
+	watchers := r.byUser[user]
+	if cid != "" {
+		watchers = r.byCID[cid]
 	}
-	for _, cid := range m.CIDs {
-		for c := range r.byCID[cid] {
-			targets[c] = struct{}{}
+	targets := make([]*conn, 0, len(watchers))
+	for c := range watchers {
+		if _, dup := sent[c]; !dup {
+			sent[c] = struct{}{}
+			targets = append(targets, c)
 		}
 	}
 	r.mu.Unlock()
-	for c := range targets {
+	for _, c := range targets {
 		c.enqueue(msg.Data)
 	}
 }
@@ -184,32 +192,44 @@ func (r *relay) remove(index map[string]map[*conn]struct{}, key, subj string, c 
 	}
 }
 
-// versions remembers the last version delivered per key in two generations,
-// so memory stays bounded by recent activity: a key untouched for two
-// periods is forgotten (and its next event, being newer, passes anyway).
+// versions remembers, per key (stream and user), the latest version seen and
+// the connections it was delivered to, in two generations so memory stays
+// bounded by recent activity: a key untouched for two periods is forgotten
+// (and its next event, being newer, passes anyway).
 type versions struct {
 	period    time.Duration
 	rotated   time.Time
-	cur, prev map[string]uint64
+	cur, prev map[string]*delivery
 	now       func() time.Time
 }
 
-func newVersions(period time.Duration) *versions {
-	return &versions{period: period, rotated: time.Now(), cur: map[string]uint64{}, prev: map[string]uint64{}, now: time.Now}
+type delivery struct {
+	version uint64
+	sent    map[*conn]struct{}
 }
 
-// advance records v for key and reports whether it is newer than any seen.
-func (s *versions) advance(key string, v uint64) bool {
+func newVersions(period time.Duration) *versions {
+	return &versions{period: period, rotated: time.Now(), cur: map[string]*delivery{}, prev: map[string]*delivery{}, now: time.Now}
+}
+
+// deliveries returns the set of connections version v of key was delivered
+// to (empty for a newer version), or fresh=false for an older version.
+func (s *versions) deliveries(key string, v uint64) (sent map[*conn]struct{}, fresh bool) {
 	if now := s.now(); now.Sub(s.rotated) > s.period {
-		s.prev, s.cur, s.rotated = s.cur, map[string]uint64{}, now
+		s.prev, s.cur, s.rotated = s.cur, map[string]*delivery{}, now
 	}
-	last, ok := s.cur[key]
+	d, ok := s.cur[key]
 	if !ok {
-		last = s.prev[key]
+		if d, ok = s.prev[key]; ok {
+			s.cur[key] = d
+		}
 	}
-	if v <= last {
-		return false
+	switch {
+	case !ok || v > d.version:
+		d = &delivery{version: v, sent: map[*conn]struct{}{}}
+		s.cur[key] = d
+	case v < d.version:
+		return nil, false
 	}
-	s.cur[key] = v
-	return true
+	return d.sent, true
 }

@@ -23,7 +23,7 @@ const (
 // (a cid, or a cid and a member; both hold a ':', which no user id does), so
 // the relay's user lookup finds no watcher and its dedup key, being in
 // another stream, never meets a user's. Meta.Version is the channel's KV
-// revision at the change, Meta.CIDs the one channel.
+// revision at the change, Meta.CIDs the one channel it is published on.
 const StreamChannel Stream = "channel"
 
 // PublishChannel sends a channel event on the subject of each of m.CIDs only
@@ -33,7 +33,6 @@ func PublishChannel(nc *nats.Conn, m Meta, payload []byte) error {
 	h.Set(HeaderUser, m.User)
 	h.Set(HeaderStream, string(m.Stream))
 	h.Set(HeaderVersion, strconv.FormatUint(m.Version, 10))
-	h.Set(HeaderChannels, strings.Join(m.CIDs, ","))
 	for _, cid := range m.CIDs {
 		typ, id, _ := strings.Cut(cid, ":")
 		if err := nc.PublishMsg(&nats.Msg{Subject: subject.ChannelEvents(typ, id), Header: h, Data: payload}); err != nil {

@@ -4,8 +4,9 @@
 // An outgoing event is published once on the user's subject and once on the
 // subject of each presence-enabled channel of the user, with the same payload:
 // the exact JSON an SDK client receives. Headers carry what gateways need to
-// deliver it once per watching connection (I2): the user, a per-user version
-// and the channels it was published for.
+// deliver it once per watching connection (I2): the user and a per-user
+// version. Each copy is the same size whatever the number of channels, so a
+// transition costs traffic linear in the user's channels.
 package event
 
 import (
@@ -60,10 +61,9 @@ const (
 
 // Headers of a relayed event.
 const (
-	HeaderUser     = "Presence-User"
-	HeaderStream   = "Presence-Stream"
-	HeaderVersion  = "Presence-Version"
-	HeaderChannels = "Presence-Channels"
+	HeaderUser    = "Presence-User"
+	HeaderStream  = "Presence-Stream"
+	HeaderVersion = "Presence-Version"
 )
 
 // Meta is what a gateway needs to route and deduplicate a relayed event.
@@ -71,7 +71,8 @@ type Meta struct {
 	User    string
 	Stream  Stream
 	Version uint64
-	// CIDs are the channels ("type:id") the event was published for.
+	// CIDs are the channels ("type:id") to publish the event on, besides the
+	// user's own subject.
 	CIDs []string
 }
 
@@ -81,9 +82,6 @@ func Publish(nc *nats.Conn, m Meta, payload []byte) error {
 	h.Set(HeaderUser, m.User)
 	h.Set(HeaderStream, string(m.Stream))
 	h.Set(HeaderVersion, strconv.FormatUint(m.Version, 10))
-	if len(m.CIDs) > 0 {
-		h.Set(HeaderChannels, strings.Join(m.CIDs, ","))
-	}
 	if err := nc.PublishMsg(&nats.Msg{Subject: subject.UserEvents(m.User), Header: h, Data: payload}); err != nil {
 		return err
 	}
@@ -104,8 +102,5 @@ func ReadMeta(msg *nats.Msg) (Meta, bool) {
 		return m, false
 	}
 	m.Version = v
-	if c := msg.Header.Get(HeaderChannels); c != "" {
-		m.CIDs = strings.Split(c, ",")
-	}
 	return m, true
 }

@@ -15,6 +15,7 @@ package subject
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // ErrInvalidID is returned for an id that may not become part of a subject.
@@ -110,6 +111,19 @@ func UserEvents(user string) string { return userEvents + user }
 // ChannelEvents is the subject of events about the members of one channel.
 func ChannelEvents(channelType, channelID string) string {
 	return channelEvents + channelType + "." + channelID
+}
+
+// ParseEvents tells what an events subject is about: a user, or a channel
+// ("type:id").
+func ParseEvents(subj string) (user, cid string, ok bool) {
+	if rest, found := strings.CutPrefix(subj, userEvents); found {
+		return rest, "", rest != ""
+	}
+	if rest, found := strings.CutPrefix(subj, channelEvents); found {
+		typ, id, found := strings.Cut(rest, ".")
+		return "", typ + ":" + id, found && typ != "" && id != ""
+	}
+	return "", "", false
 }
 
 // GatewayWatch is the request subject of a gateway node's watch registry.
