@@ -14,7 +14,6 @@ import (
 
 	"github.com/presencehq/presence/pkg/apierror"
 	"github.com/presencehq/presence/pkg/connevent"
-	"github.com/presencehq/presence/pkg/event"
 	"github.com/presencehq/presence/pkg/model"
 	"github.com/presencehq/presence/pkg/store"
 	"github.com/presencehq/presence/pkg/subject"
@@ -262,17 +261,13 @@ func normCustom(m map[string]any) map[string]any {
 	return m
 }
 
+// publishUserUpdated tells the workers a profile changed; they emit
+// user.updated in the user's event sequence, so it never overtakes (or is
+// overtaken by) a presence change.
 func (s *Server) publishUserUpdated(ctx context.Context, u model.User, rev uint64) error {
-	p, _, err := store.Get[model.Presence](ctx, s.st.Presence, store.Key(u.ID))
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return err
-	}
-	cids, err := s.router.Channels(ctx, u.ID)
-	if err != nil {
-		return err
-	}
-	ev := event.Event{Type: event.UserUpdated, User: userView(u, p, model.Other), CreatedAt: s.now()}
-	return event.Publish(s.nc, event.Meta{User: u.ID, Stream: event.StreamUser, Version: rev, CIDs: cids}, ev.Encode())
+	ev := connevent.Event{Kind: connevent.ProfileChanged, User: u.ID, ProfileRev: rev, At: s.now()}
+	_, err := s.js.Publish(ctx, subject.UserCommand(u.ID), ev.Encode(), jetstream.WithMsgID(ev.MsgID()))
+	return err
 }
 
 // presences returns the current presence of ids (zero for users never seen).

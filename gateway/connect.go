@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/presencehq/presence/pkg/apierror"
 	"github.com/presencehq/presence/pkg/connevent"
@@ -221,7 +222,7 @@ func (g *Gateway) admit(r *http.Request, ws *websocket.Conn) (*conn, model.User,
 		return nil, model.User{}, model.Presence{}, apierror.Internal()
 	}
 	if changed {
-		g.publishUserUpdated(ctx, profile, p, rev)
+		g.announceProfile(ctx, profile.ID, rev)
 	}
 	// What the user sees of themselves right after connecting.
 	if !profile.Invisible {
@@ -269,15 +270,12 @@ func (g *Gateway) applyDetails(ctx context.Context, id string, details map[strin
 	return u, rev, wrote && visibleChange, err
 }
 
-// publishUserUpdated tells watchers that a user's profile changed at connect.
-func (g *Gateway) publishUserUpdated(ctx context.Context, u model.User, p model.Presence, rev uint64) {
-	cids, err := g.router.Channels(ctx, u.ID)
-	if err != nil {
-		g.log.Warn("connect: route user.updated", "user", u.ID, "err", err)
-	}
-	ev := event.Event{Type: event.UserUpdated, User: model.View(u, p, model.Other), CreatedAt: time.Now().UTC()}
-	if err := event.Publish(g.nc, event.Meta{User: u.ID, Stream: event.StreamUser, Version: rev, CIDs: cids}, ev.Encode()); err != nil {
-		g.log.Warn("connect: publish user.updated", "user", u.ID, "err", err)
+// announceProfile tells the workers a user's profile changed at connect;
+// they emit user.updated in the user's event sequence.
+func (g *Gateway) announceProfile(ctx context.Context, user string, rev uint64) {
+	ev := connevent.Event{Kind: connevent.ProfileChanged, User: user, ProfileRev: rev, At: time.Now().UTC()}
+	if _, err := g.js.Publish(ctx, subject.UserCommand(user), ev.Encode(), jetstream.WithMsgID(ev.MsgID())); err != nil {
+		g.log.Warn("connect: announce profile change", "user", user, "err", err)
 	}
 }
 

@@ -23,7 +23,6 @@ import (
 
 	"github.com/presencehq/presence/pkg/connevent"
 	"github.com/presencehq/presence/pkg/natsconn"
-	"github.com/presencehq/presence/pkg/route"
 	"github.com/presencehq/presence/pkg/store"
 	"github.com/presencehq/presence/pkg/subject"
 	"github.com/presencehq/presence/pkg/token"
@@ -36,7 +35,6 @@ type Gateway struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	st     *store.Store
-	router *route.Router
 	tokens *token.Checker
 	relay  *relay
 	// epoch tells this run of the node apart from earlier runs under the
@@ -88,11 +86,6 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Gat
 		connect: newRateLimit(cfg.ConnectRate, cfg.ConnectBurst),
 	}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
-	g.router, err = route.New(g.ctx, st)
-	if err != nil {
-		g.cancel()
-		return nil, err
-	}
 	if g.relay, err = newRelay(nc, log); err != nil {
 		g.cancel()
 		return nil, err
@@ -178,7 +171,6 @@ func (g *Gateway) Close() {
 	g.cancel()
 	g.wg.Wait()
 	g.retireLease()
-	<-g.router.Stopped()
 	g.relay.close()
 	g.log.Info("gateway stopped")
 }

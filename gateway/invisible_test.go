@@ -2,56 +2,40 @@ package gateway
 
 import (
 	"context"
-	"encoding/json"
 	"testing"
 	"time"
 
-	"github.com/presencehq/presence/pkg/event"
-	"github.com/presencehq/presence/pkg/model"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/presencehq/presence/pkg/connevent"
 	"github.com/presencehq/presence/pkg/store"
-	"github.com/presencehq/presence/pkg/watch"
+	"github.com/presencehq/presence/pkg/subject"
 )
 
-// TestConnectUserUpdatedNeverShowsAnInvisibleUserOnline: ivy is online on
-// one connection; she opens a second one with {invisible: true, status:
-// "away"} (the SDK's connectUser({id, invisible: true, ...})). The status
-// change makes the gateway publish user.updated, built with model.View over
-// the presence state read before the worker applied the new flag (the api
-// uses userView, which honours the profile's flag for exactly this window).
-// Watchers get online: true and a fresh last_active for a user whose profile
-// is already invisible (I1). If that copy reaches a node after the worker's
-// offline transition (separate version streams, no ordering between them),
-// the SDK keeps her online for as long as she stays invisible.
-func TestConnectUserUpdatedNeverShowsAnInvisibleUserOnline(t *testing.T) {
+// TestConnectThatChangesTheProfileAnnouncesIt: a connect whose details
+// change what watchers see (status) is announced to the workers, which emit
+// user.updated in the user's one event sequence, after any presence change
+// the same connect caused (so an invisible user's update never reads online
+// after their offline, I1, I2).
+func TestConnectThatChangesTheProfileAnnouncesIt(t *testing.T) {
 	h := newHarness(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-
-	// ivy exists and is online (visible) on another connection.
-	_, first := h.dial("ivy", userToken(t, "ivy"), testKey, map[string]any{"id": "ivy", "status": "here"})
-	p := model.Presence{Conns: map[string]model.Conn{first["connection_id"].(string): {Node: "gw-test", Epoch: 1, OpenedAt: time.Now()}},
-		Online: true, Version: 1, LastActive: time.Now().UTC()}
-	b, _ := json.Marshal(p)
-	if _, err := h.gw.st.Presence.Put(ctx, store.Key("ivy"), b); err != nil {
-		t.Fatal(err)
-	}
-
-	// wat watches ivy.
-	ws, wfirst := h.dial("wat", userToken(t, "wat"), testKey, nil)
-	readFrame(t, ws) // health.check
-	if err := watch.Send(ctx, h.nc, watch.Request{ConnID: wfirst["connection_id"].(string), UserID: "wat", Users: []string{"ivy"}}); err != nil {
-		t.Fatal(err)
-	}
-
-	// ivy connects again, invisible, with a new status.
+	h.dial("ivy", userToken(t, "ivy"), testKey, map[string]any{"id": "ivy", "status": "here"})
 	h.dial("ivy", userToken(t, "ivy"), testKey, map[string]any{"id": "ivy", "status": "away", "invisible": true})
-
-	f := readFrame(t, ws)
-	if f["type"] != event.UserUpdated {
-		t.Fatalf("watcher got %v, want user.updated", f)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cons, err := h.js.OrderedConsumer(ctx, store.StreamInput, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject.UserCommand("ivy")}})
+	if err != nil {
+		t.Fatal(err)
 	}
-	u := f["user"].(map[string]any)
-	if u["online"] == true {
-		t.Fatalf("user.updated for a user whose profile is invisible says online: true (%v)", u)
+	msg, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+	if err != nil {
+		t.Fatalf("no profile change announced: %v", err)
+	}
+	ev, _ := connevent.Decode(msg.Data())
+	e, err := h.gw.st.Users.Get(ctx, store.Key("ivy"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.Kind != connevent.ProfileChanged || ev.User != "ivy" || ev.ProfileRev != e.Revision() {
+		t.Fatalf("announced %+v, want a profile change of ivy at revision %d", ev, e.Revision())
 	}
 }

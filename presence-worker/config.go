@@ -25,6 +25,8 @@ type Config struct {
 	// within it never reads offline. 0 (the default, as Stream does): offline
 	// at once. Drained gateways ask for their own grace per connection.
 	OfflineGrace time.Duration
+	// MaxAckPending bounds the input events in flight to all workers at once.
+	MaxAckPending int
 }
 
 // RegisterFlags binds the config to flags with their defaults.
@@ -36,6 +38,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Replicas, "replicas", 1, "replicas of JetStream streams and buckets")
 	fs.DurationVar(&c.LeaseCheck, "lease-check", time.Second, "how often gateway leases are checked for expiry")
 	fs.DurationVar(&c.OfflineGrace, "offline-grace", 0, "delay every offline transition by this much (0: offline at once)")
+	fs.IntVar(&c.MaxAckPending, "max-ack-pending", 20000, "input events in flight to all workers at once")
 }
 
 func (c *Config) defaults() {
@@ -44,6 +47,9 @@ func (c *Config) defaults() {
 	}
 	if c.Shards <= 0 {
 		c.Shards = 64
+	}
+	if c.MaxAckPending <= 0 {
+		c.MaxAckPending = 20000
 	}
 	if c.LeaseCheck <= 0 {
 		c.LeaseCheck = time.Second

@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/presencehq/presence/pkg/connevent"
+	"github.com/presencehq/presence/pkg/store"
 	"github.com/presencehq/presence/pkg/subject"
 )
 
@@ -22,11 +23,12 @@ import (
 // "opened" events wait behind their grace-held closes, so the closes apply
 // first — the offline/online flap the grace was meant to prevent.
 func TestHeldClosesDoNotStallOtherUsers(t *testing.T) {
-	h := newHarness(t)
-	const n = 20000
+	// Twice as many held closes as events may be in flight at once.
+	const inFlight, n = 200, 400
+	h := newHarnessWith(t, Config{MaxAckPending: inFlight})
 	at := time.Now().UTC()
 	for i := 0; i < n; i++ {
-		ev := connevent.Event{Kind: connevent.Closed, User: fmt.Sprintf("u%d", i), ConnID: fmt.Sprintf("c%d", i), Node: "gw", Epoch: 1, At: at, Grace: 20 * time.Second}
+		ev := connevent.Event{Kind: connevent.Closed, User: fmt.Sprintf("u%d", i), ConnID: fmt.Sprintf("c%d", i), Node: "gw", Epoch: 1, At: at, Grace: time.Minute}
 		if _, err := h.js.PublishAsync(subject.ConnEvent("gw", ev.User), ev.Encode()); err != nil {
 			t.Fatal(err)
 		}
@@ -36,30 +38,39 @@ func TestHeldClosesDoNotStallOtherUsers(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("publishing the drained closes took too long")
 	}
-	time.Sleep(2 * time.Second) // let the worker take (and NAK) them
-	start := time.Now()
+	// Wait until every close is held (moved off the main consumer).
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		info, err := consumerInfo(h, store.ConsumerGrace)
+		if err == nil && info.NumAckPending+int(info.NumPending) >= n && info.NumPending == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("closes not held after 30s: %+v %v", info, err)
+		}
+		time.Sleep(50 * time.Millisecond) // polling a condition with a deadline
+	}
 	h.publish(ev(connevent.Opened, "probe", "p1"))
-	deadline := time.After(8 * time.Second)
+	timeout := time.After(20 * time.Second)
 	for {
 		select {
 		case msg := <-h.events:
 			if msg.Subject == subject.UserEvents("probe") {
-				t.Logf("probe online after %v", time.Since(start))
 				return
 			}
-		case <-deadline:
-			info, _ := mustConsumerInfo(h)
-			t.Fatalf("an unrelated user's connect was not applied within 8s while %d grace-held closes were pending (ack pending %d, waiting %d)", n, info.NumAckPending, info.NumPending)
+		case <-timeout:
+			info, _ := consumerInfo(h, store.ConsumerWorkers)
+			t.Fatalf("an unrelated user's connect was not applied while %d closes were held (main consumer: ack pending %d, waiting %d)", n, info.NumAckPending, info.NumPending)
 		}
 	}
 }
 
-func mustConsumerInfo(h *harness) (*jetstream.ConsumerInfo, error) {
+func consumerInfo(h *harness, name string) (*jetstream.ConsumerInfo, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	c, err := h.js.Consumer(ctx, "PRESENCE_IN", "presence-workers")
+	c, err := h.js.Consumer(ctx, store.StreamInput, name)
 	if err != nil {
-		return &jetstream.ConsumerInfo{}, err
+		return nil, err
 	}
 	return c.Info(ctx)
 }

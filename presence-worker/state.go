@@ -16,6 +16,12 @@ const tombstoneTTL = 10 * time.Minute
 // epochs tells the current epoch of a gateway node (0 if unknown).
 type epochs func(node string) uint64
 
+// Event types the worker emits.
+const (
+	presenceChanged = "user.presence.changed"
+	userUpdated     = "user.updated"
+)
+
 // apply applies one event to a user's presence state and reports whether the
 // state changed. It is pure: the same event applied twice, or events applied
 // in any order, leave the same connection set (I3).
@@ -61,12 +67,20 @@ func apply(p *model.Presence, ev connevent.Event, epochOf epochs) (changed, tran
 			touch(p, ev.At) // last seen as it goes dark; frozen from here
 		}
 		setVisibility(p, ev)
+	case connevent.ProfileChanged:
+		if ev.ProfileRev > p.ProfileRev {
+			p.ProfileRev = ev.ProfileRev
+			p.Version++
+			p.LastEvent = userUpdated
+			transition = true // an event to emit, if not a presence change
+		}
 	}
 	pruneConns(p, epochOf)
 	pruneTombstones(p, ev.At)
 	if p.Visible() != p.Online {
 		p.Online = p.Visible()
 		p.Version++
+		p.LastEvent = presenceChanged
 		transition = true
 		if !p.Online && !p.Invisible {
 			touch(p, ev.At)
@@ -133,7 +147,7 @@ func clonePresence(p model.Presence) model.Presence {
 
 func samePresence(a, b model.Presence) bool {
 	return a.Invisible == b.Invisible && a.InvisibleRev == b.InvisibleRev && a.Online == b.Online &&
-		a.Version == b.Version && a.LastActive.Equal(b.LastActive) &&
+		a.Version == b.Version && a.LastEvent == b.LastEvent && a.ProfileRev == b.ProfileRev && a.LastActive.Equal(b.LastActive) &&
 		maps.EqualFunc(a.Conns, b.Conns, func(x, y model.Conn) bool {
 			return x.Node == y.Node && x.Epoch == y.Epoch && x.OpenedAt.Equal(y.OpenedAt)
 		}) &&

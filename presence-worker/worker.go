@@ -47,9 +47,9 @@ type Worker struct {
 	shards  []chan jetstream.Msg
 	cc      jetstream.ConsumeContext
 	graceCC jetstream.ConsumeContext
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
 }
 
 // New starts a worker on nc. Call Close to stop it.
@@ -93,7 +93,7 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Wor
 		FilterSubjects: subject.InputNow,
 		AckPolicy:      jetstream.AckExplicitPolicy,
 		AckWait:        30 * time.Second,
-		MaxAckPending:  20000,
+		MaxAckPending:  cfg.MaxAckPending,
 		MaxDeliver:     -1,
 	})
 	if err != nil {
@@ -271,7 +271,8 @@ func (w *Worker) applyEvent(ctx context.Context, ev connevent.Event, redelivery 
 	return nil
 }
 
-// emit publishes user.presence.changed for p's current version.
+// emit publishes the event p's current version stands for:
+// user.presence.changed or user.updated, with the user as others see them.
 func (w *Worker) emit(ctx context.Context, user string, p model.Presence) error {
 	profile, _, err := store.Get[model.User](ctx, w.st.Users, store.Key(user))
 	if errors.Is(err, store.ErrNotFound) {
@@ -283,7 +284,11 @@ func (w *Worker) emit(ctx context.Context, user string, p model.Presence) error 
 	if err != nil {
 		return err
 	}
-	ev := event.Event{Type: event.PresenceChanged, User: model.View(profile, p, model.Other), CreatedAt: time.Now().UTC()}
+	typ := p.LastEvent
+	if typ == "" {
+		typ = presenceChanged
+	}
+	ev := event.Event{Type: typ, User: model.View(profile, p, model.Other), CreatedAt: time.Now().UTC()}
 	return event.Publish(w.nc, event.Meta{User: user, Stream: event.StreamPresence, Version: p.Version, CIDs: cids}, ev.Encode())
 }
 

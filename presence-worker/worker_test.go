@@ -29,6 +29,11 @@ type harness struct {
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
+	return newHarnessWith(t, Config{})
+}
+
+func newHarnessWith(t *testing.T, cfg Config) *harness {
+	t.Helper()
 	ns := natsserver.StartForTest(t)
 	nc, err := nats.Connect(ns.ClientURL())
 	if err != nil {
@@ -46,7 +51,8 @@ func newHarness(t *testing.T) *harness {
 	if _, err := nc.ChanSubscribe(subject.EventsAll, h.events); err != nil {
 		t.Fatal(err)
 	}
-	w, err := New(ctx, Config{Shards: 4, LeaseCheck: 50 * time.Millisecond}, nc, slog.New(slog.DiscardHandler))
+	cfg.Shards, cfg.LeaseCheck = 4, 50*time.Millisecond
+	w, err := New(ctx, cfg, nc, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +64,7 @@ func (h *harness) publish(ev connevent.Event) {
 	h.t.Helper()
 	subj := subject.ConnEvent(ev.Node, ev.User)
 	switch ev.Kind {
-	case connevent.Visibility:
+	case connevent.Visibility, connevent.ProfileChanged:
 		subj = subject.UserCommand(ev.User)
 	case connevent.NodeStarted:
 		subj = subject.NodeEvent(ev.Node)
@@ -82,7 +88,7 @@ func (h *harness) next() (string, uint64, bool) {
 		if err := json.Unmarshal(msg.Data, &ev); err != nil {
 			h.t.Fatal(err)
 		}
-		if ev.Type != event.PresenceChanged {
+		if ev.Type != event.PresenceChanged && ev.Type != event.UserUpdated {
 			h.t.Fatalf("event type %q, want %q", ev.Type, event.PresenceChanged)
 		}
 		if _, leaked := ev.User["invisible"]; leaked {
@@ -190,5 +196,32 @@ func TestRestartedNodeTakesItsUsersOfflineAtOnce(t *testing.T) {
 	}
 	if !offline[subject.UserEvents("dan")] || !offline[subject.UserEvents("eve")] {
 		t.Fatalf("offline events on %v, want dan and eve", offline)
+	}
+}
+
+// TestProfileUpdatesShareTheUsersSequence: user.updated is numbered in the
+// same sequence as presence changes, so a watcher can order the two (I2).
+func TestProfileUpdatesShareTheUsersSequence(t *testing.T) {
+	h := newHarness(t)
+	h.publish(ev(connevent.Opened, "ann", "a1"))
+	h.next()
+	profile := connevent.Event{Kind: connevent.ProfileChanged, User: "ann", ProfileRev: 7, At: time.Now().UTC()}
+	h.publish(profile)
+	h.publish(profile) // duplicate: one event
+	h.publish(ev(connevent.Closed, "ann", "a1"))
+	var got []string
+	for range 2 {
+		select {
+		case msg := <-h.events:
+			m, _ := event.ReadMeta(msg)
+			var e event.Event
+			_ = json.Unmarshal(msg.Data, &e)
+			got = append(got, fmt.Sprintf("v%d:%s:%v", m.Version, e.Type, e.User["online"]))
+		case <-time.After(5 * time.Second):
+			t.Fatalf("got %v, want two more events", got)
+		}
+	}
+	if want := "[v2:user.updated:true v3:user.presence.changed:false]"; fmt.Sprint(got) != want {
+		t.Fatalf("events %v, want %s", got, want)
 	}
 }

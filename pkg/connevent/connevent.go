@@ -21,6 +21,10 @@ const (
 	Active Kind = "active"
 	// Visibility: the user's invisible flag changed in their profile.
 	Visibility Kind = "visibility"
+	// ProfileChanged: other fields watchers see (status, name, custom
+	// fields) changed. The worker emits user.updated in the same per-user
+	// sequence as presence changes, so the two never overtake each other.
+	ProfileChanged Kind = "profile_changed"
 	// NodeStarted: a gateway node started under a new epoch; every older
 	// connection of that node is gone (I6).
 	NodeStarted Kind = "node_started"
@@ -52,6 +56,8 @@ func (e Event) MsgID() string {
 	switch e.Kind {
 	case Visibility:
 		return fmt.Sprintf("vis:%s:%d", e.User, e.ProfileRev)
+	case ProfileChanged:
+		return fmt.Sprintf("profile:%s:%d", e.User, e.ProfileRev)
 	case NodeStarted:
 		return fmt.Sprintf("node:%s:%d", e.Node, e.Epoch)
 	case NodeExpired:
@@ -76,7 +82,7 @@ func Decode(b []byte) (Event, error) {
 		return e, fmt.Errorf("connevent: %w", err)
 	}
 	switch e.Kind {
-	case Opened, Closed, Active, Visibility, NodeStarted, NodeExpired:
+	case Opened, Closed, Active, Visibility, ProfileChanged, NodeStarted, NodeExpired:
 	default:
 		return e, fmt.Errorf("connevent: unknown kind %q", e.Kind)
 	}

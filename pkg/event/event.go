@@ -50,13 +50,12 @@ func (e Event) Encode() []byte {
 	return b
 }
 
-// Stream of a relayed event: presence transitions and user updates are
-// versioned independently.
+// Stream of a relayed event: a user's events (presence changes and profile
+// updates, one sequence) or a channel's.
 type Stream string
 
 const (
 	StreamPresence Stream = "presence"
-	StreamUser     Stream = "user"
 )
 
 // Headers of a relayed event.

@@ -17,10 +17,15 @@ type Presence struct {
 	InvisibleRev uint64 `json:"invisible_rev,omitempty"`
 	// LastActive is frozen while invisible.
 	LastActive time.Time `json:"last_active,omitzero"`
-	// Online is the visible state last emitted; Version counts transitions so
-	// watchers can drop duplicates and stale events (I2).
-	Online  bool   `json:"online,omitempty"`
-	Version uint64 `json:"version,omitempty"`
+	// Online is the visible state last emitted. Version numbers the user's
+	// events (presence transitions and profile updates, one sequence) so
+	// watchers can drop duplicates and stale events (I2); LastEvent is the
+	// type of the event Version stands for, to re-emit it after a crash.
+	Online    bool   `json:"online,omitempty"`
+	Version   uint64 `json:"version,omitempty"`
+	LastEvent string `json:"last_event,omitempty"`
+	// ProfileRev is the newest profile revision announced to watchers.
+	ProfileRev uint64 `json:"profile_rev,omitempty"`
 }
 
 // Conn is one live connection.
