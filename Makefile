@@ -2,11 +2,11 @@
 #   make run   the whole service in one process, on embedded NATS
 #   make test  every test (Go with -race, the SDK end-to-end suite)
 
-MODULES  := pkg gateway presence-worker api allinone
+MODULES  := pkg gateway presence-worker api allinone cluster
 PACKAGES := $(addsuffix /...,$(addprefix ./,$(MODULES)))
 GO       ?= go
 
-.PHONY: run test check unit e2e-deps fuzz fuzz-short build clean
+.PHONY: run test check unit e2e-deps fuzz fuzz-short build clean cluster
 
 FUZZTIME ?= 10m
 
@@ -45,3 +45,13 @@ build:
 
 clean:
 	rm -rf bin data e2e/node_modules
+
+# The multi-node topology of docker-compose.yml as plain processes on
+# loopback, in the foreground: 3 NATS nodes (JetStream, replicas 3), 2
+# workers, 2 gateways, 2 api nodes, nginx on :3030 and :8800 (when installed).
+# Ctrl-C stops it in order. Data and pid files: $PRESENCE_DATA_DIR/cluster
+# (default ./data/cluster).
+cluster:
+	mkdir -p bin
+	$(GO) build -o bin/ ./cluster/cmd/presence-cluster
+	exec env GO='$(GO)' ./bin/presence-cluster -build

@@ -1,0 +1,39 @@
+module github.com/presencehq/presence/cluster
+
+go 1.26.8
+
+require (
+	github.com/coder/websocket v1.8.15
+	github.com/nats-io/nats.go v1.55.0
+	github.com/presencehq/presence/api v0.0.0
+	github.com/presencehq/presence/gateway v0.0.0
+	github.com/presencehq/presence/pkg v0.0.0
+	github.com/presencehq/presence/presence-worker v0.0.0
+	gopkg.in/yaml.v3 v3.0.1
+)
+
+require (
+	github.com/klauspost/compress v1.20.3 // indirect
+	github.com/labstack/echo/v4 v4.16.0 // indirect
+	github.com/labstack/gommon v0.5.0 // indirect
+	github.com/mattn/go-colorable v0.1.15 // indirect
+	github.com/mattn/go-isatty v0.0.22 // indirect
+	github.com/nats-io/nkeys v0.4.16 // indirect
+	github.com/nats-io/nuid v1.0.1 // indirect
+	github.com/valyala/bytebufferpool v1.0.0 // indirect
+	github.com/valyala/fasttemplate v1.2.2 // indirect
+	go.etcd.io/bbolt v1.5.0 // indirect
+	golang.org/x/crypto v0.58.0 // indirect
+	golang.org/x/net v0.60.0 // indirect
+	golang.org/x/sys v0.49.0 // indirect
+	golang.org/x/text v0.43.0 // indirect
+	golang.org/x/time v0.16.0 // indirect
+)
+
+replace github.com/presencehq/presence/pkg => ../pkg
+
+replace github.com/presencehq/presence/gateway => ../gateway
+
+replace github.com/presencehq/presence/presence-worker => ../presence-worker
+
+replace github.com/presencehq/presence/api => ../api
