@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/presencehq/presence/pkg/model"
@@ -94,12 +95,15 @@ func Setup(ctx context.Context, js jetstream.JetStream, o Options) (*Store, erro
 		Duplicates: min(2*time.Minute, maxAge),
 		Discard:    jetstream.DiscardOld,
 	}
-	var err error
-	if o.ActiveInterval > 0 {
-		_, err = js.CreateOrUpdateStream(ctx, cfg)
-	} else if _, err = js.CreateStream(ctx, cfg); errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-		err = nil
-	}
+	err := retry(ctx, func(ctx context.Context) error {
+		var err error
+		if o.ActiveInterval > 0 {
+			_, err = js.CreateOrUpdateStream(ctx, cfg)
+		} else if _, err = js.CreateStream(ctx, cfg); errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			err = nil
+		}
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("store: stream %s: %w", StreamInput, err)
 	}
@@ -111,21 +115,65 @@ func Setup(ctx context.Context, js jetstream.JetStream, o Options) (*Store, erro
 		{BucketUsers, &s.Users}, {BucketPresence, &s.Presence}, {BucketChannels, &s.Channels},
 		{BucketChannelTypes, &s.ChannelTypes}, {BucketMemberships, &s.Memberships}, {BucketNodes, &s.Nodes},
 	} {
-		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket: b.name, History: 1, Storage: jetstream.FileStorage, Replicas: o.Replicas,
+		err := retry(ctx, func(ctx context.Context) error {
+			kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+				Bucket: b.name, History: 1, Storage: jetstream.FileStorage, Replicas: o.Replicas,
+			})
+			*b.kv = kv
+			return err
 		})
 		if err != nil {
 			return nil, fmt.Errorf("store: bucket %s: %w", b.name, err)
 		}
-		*b.kv = kv
 	}
 	for _, ct := range model.DefaultChannelTypes(time.Now().UTC()) {
 		b, _ := json.Marshal(ct)
-		if _, err := s.ChannelTypes.Create(ctx, ct.Name, b); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+		err := retry(ctx, func(ctx context.Context) error {
+			if _, err := s.ChannelTypes.Create(ctx, ct.Name, b); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+				return err
+			}
+			return nil
+		})
+		if err != nil {
 			return nil, fmt.Errorf("store: default channel type %s: %w", ct.Name, err)
 		}
 	}
 	return s, nil
+}
+
+// retry runs op until it succeeds, fails for good, or ctx ends. A new
+// clustered JetStream is slow to elect leaders and answers concurrent
+// creations with timeouts; those are worth retrying, a rejected
+// configuration is not.
+func retry(ctx context.Context, op func(ctx context.Context) error) error {
+	backoff := 100 * time.Millisecond
+	for {
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := op(actx)
+		cancel()
+		if err == nil || !transient(err) || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+func transient(err error) bool {
+	var apiErr *jetstream.APIError
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout), errors.Is(err, nats.ErrNoResponders),
+		errors.Is(err, jetstream.ErrNoHeartbeat), errors.Is(err, nats.ErrConnectionReconnecting):
+		return true
+	case errors.As(err, &apiErr):
+		// 503: JetStream or the cluster not ready; 500: e.g. no leader yet.
+		return apiErr.Code == 503 || apiErr.Code == 500
+	}
+	return false
 }
 
 // Open binds buckets created by Setup, waiting for them up to ctx's deadline.
