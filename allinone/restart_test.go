@@ -3,6 +3,7 @@ package allinone
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -16,9 +17,18 @@ import (
 // rest calls the REST API server-side and decodes the answer.
 func rest(t *testing.T, p *Presence, method, path string, body any) map[string]any {
 	t.Helper()
-	tok, err := token.ForServer(p.Secret)
+	out, err := tryRest(p, method, path, body)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return out
+}
+
+// tryRest is rest returning its failure.
+func tryRest(p *Presence, method, path string, body any) (map[string]any, error) {
+	tok, err := token.ForServer(p.Secret)
+	if err != nil {
+		return nil, err
 	}
 	var rd io.Reader
 	if body != nil {
@@ -35,17 +45,17 @@ func rest(t *testing.T, p *Presence, method, path string, body any) map[string]a
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	defer resp.Body.Close()
 	var out map[string]any
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		t.Fatalf("%s %s: status %d, undecodable body: %v", method, path, resp.StatusCode, err)
+		return nil, fmt.Errorf("%s %s: status %d, undecodable body: %v", method, path, resp.StatusCode, err)
 	}
 	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusCreated {
-		t.Fatalf("%s %s: status %d: %v", method, path, resp.StatusCode, out)
+		return nil, fmt.Errorf("%s %s: status %d: %v", method, path, resp.StatusCode, out)
 	}
-	return out
+	return out, nil
 }
 
 func TestDataSurvivesRestart(t *testing.T) {

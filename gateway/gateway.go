@@ -95,6 +95,11 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Gat
 		g.cancel()
 		return nil, err
 	}
+	if err := g.serveReannounce(); err != nil {
+		g.relay.close()
+		g.cancel()
+		return nil, err
+	}
 	if err := g.serveWatchRequests(); err != nil {
 		g.relay.close()
 		g.cancel()

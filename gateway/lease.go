@@ -6,6 +6,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/presencehq/presence/pkg/connevent"
@@ -152,19 +153,46 @@ func (g *Gateway) refreshActive() {
 			return
 		case <-t.C:
 		}
-		g.mu.Lock()
-		var due []*conn
-		for _, c := range g.conns {
-			if c.seq%activeSlots == slot%activeSlots {
-				due = append(due, c)
-			}
-		}
-		g.mu.Unlock()
-		now := time.Now().UTC()
-		for _, c := range due {
-			ev := connevent.Event{Kind: connevent.Active, User: c.user, ConnID: c.id, Node: g.cfg.NodeName, Epoch: c.epoch, At: now}
-			// Fire and forget: a lost refresh only makes last_active a bit older.
-			_, _ = g.js.PublishAsync(subject.ConnEvent(g.cfg.NodeName, c.user), ev.Encode(), jetstream.WithMsgID(ev.MsgID()))
+		g.announceActive(func(c *conn) bool { return c.seq%activeSlots == slot%activeSlots })
+	}
+}
+
+// announceActive publishes "active" for the connections due. For a
+// connection the workers no longer know (the presence state was lost), it
+// restores it.
+func (g *Gateway) announceActive(due func(*conn) bool) int {
+	g.mu.Lock()
+	var list []*conn
+	for _, c := range g.conns {
+		if due(c) {
+			list = append(list, c)
 		}
 	}
+	g.mu.Unlock()
+	now := time.Now().UTC()
+	for _, c := range list {
+		ev := connevent.Event{Kind: connevent.Active, User: c.user, ConnID: c.id, Node: g.cfg.NodeName, Epoch: c.epoch, At: now}
+		// Fire and forget: a lost refresh only makes last_active a bit older.
+		_, _ = g.js.PublishAsync(subject.ConnEvent(g.cfg.NodeName, c.user), ev.Encode(), jetstream.WithMsgID(ev.MsgID()))
+	}
+	return len(list)
+}
+
+// serveReannounce answers a worker that found the presence state lost by
+// announcing every live connection at once.
+func (g *Gateway) serveReannounce() error {
+	sub, err := g.nc.Subscribe(subject.Reannounce, func(*nats.Msg) {
+		n := g.announceActive(func(*conn) bool { return true })
+		g.log.Warn("presence state was lost: re-announced live connections", "connections", n)
+	})
+	if err != nil {
+		return err
+	}
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		<-g.ctx.Done()
+		_ = sub.Unsubscribe()
+	}()
+	return nil
 }

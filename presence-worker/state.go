@@ -59,6 +59,14 @@ func apply(p *model.Presence, ev connevent.Event, epochOf epochs) (changed, tran
 		}
 		delete(p.Conns, ev.ConnID)
 	case connevent.Active:
+		// A live connection the state does not know (it was lost with the
+		// presence bucket) is restored: gateways only refresh live ones.
+		if _, ok := p.Conns[ev.ConnID]; !ok && p.Closed[ev.ConnID].IsZero() && ev.Epoch >= epochOf(ev.Node) {
+			if p.Conns == nil {
+				p.Conns = map[string]model.Conn{}
+			}
+			p.Conns[ev.ConnID] = model.Conn{Node: ev.Node, Epoch: ev.Epoch, OpenedAt: ev.At}
+		}
 		if _, ok := p.Conns[ev.ConnID]; ok {
 			touch(p, ev.At)
 		}
@@ -70,7 +78,7 @@ func apply(p *model.Presence, ev connevent.Event, epochOf epochs) (changed, tran
 	case connevent.ProfileChanged:
 		if ev.ProfileRev > p.ProfileRev {
 			p.ProfileRev = ev.ProfileRev
-			p.Version++
+			p.Version = nextVersion(p.Version, ev.At)
 			p.LastEvent = userUpdated
 			transition = true // an event to emit, if not a presence change
 		}
@@ -79,7 +87,7 @@ func apply(p *model.Presence, ev connevent.Event, epochOf epochs) (changed, tran
 	pruneTombstones(p, ev.At)
 	if p.Visible() != p.Online {
 		p.Online = p.Visible()
-		p.Version++
+		p.Version = nextVersion(p.Version, ev.At)
 		p.LastEvent = presenceChanged
 		transition = true
 		if !p.Online && !p.Invisible {
@@ -87,6 +95,14 @@ func apply(p *model.Presence, ev connevent.Event, epochOf epochs) (changed, tran
 		}
 	}
 	return transition || !samePresence(before, *p), transition
+}
+
+// nextVersion numbers a user's next event: one more than the last, and at
+// least the event's time in microseconds. Versions stay increasing even if
+// the presence bucket is lost and a user's state starts over, so gateways
+// never drop the rebuilt state's events as stale.
+func nextVersion(last uint64, at time.Time) uint64 {
+	return max(last+1, uint64(at.UnixMicro()))
 }
 
 // setVisibility takes the profile's invisible flag unless a newer one is known.

@@ -82,8 +82,9 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Wor
 	if err := w.followNodes(ctx); err != nil {
 		return fail(err)
 	}
-	w.wg.Add(1)
+	w.wg.Add(2)
 	go w.expireLeases()
+	go w.watchForLoss()
 	// Two consumers share the shards: one for input applied as it comes, one
 	// for closes held for a grace period. Held closes wait unacked until
 	// their grace ends; apart, they never use up the first consumer's
@@ -249,7 +250,21 @@ func (w *Worker) applyEvent(ctx context.Context, ev connevent.Event, redelivery 
 		return nil // nothing valid to apply; the gateway never sends this
 	}
 	var transition bool
-	p, _, wrote, err := store.Update(ctx, w.st.Presence, store.Key(ev.User), func(p *model.Presence, _ bool) error {
+	var seeded *connevent.Event
+	p, _, wrote, err := store.Update(ctx, w.st.Presence, store.Key(ev.User), func(p *model.Presence, exists bool) error {
+		if !exists && (ev.Kind == connevent.Opened || ev.Kind == connevent.Active) {
+			// A fresh state (a first connect, or one rebuilt after the bucket
+			// was lost) starts from the profile's invisible flag as it is
+			// now, not as it was when the connection opened.
+			if seeded == nil {
+				vis, err := w.profileVisibility(ctx, ev.User)
+				if err != nil {
+					return err
+				}
+				seeded = &vis
+			}
+			apply(p, *seeded, w.epochOf)
+		}
 		changed, t := apply(p, ev, w.epochOf)
 		transition = t
 		if !changed {
@@ -269,6 +284,15 @@ func (w *Worker) applyEvent(ctx context.Context, ev connevent.Event, redelivery 
 		return w.emit(ctx, ev.User, p)
 	}
 	return nil
+}
+
+// profileVisibility reads the user's invisible flag as a Visibility event.
+func (w *Worker) profileVisibility(ctx context.Context, user string) (connevent.Event, error) {
+	u, rev, err := store.Get[model.User](ctx, w.st.Users, store.Key(user))
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return connevent.Event{}, err
+	}
+	return connevent.Event{Kind: connevent.Visibility, User: user, Invisible: u.Invisible, ProfileRev: rev, At: time.Now().UTC()}, nil
 }
 
 // emit publishes the event p's current version stands for:

@@ -25,6 +25,8 @@ type harness struct {
 	js     jetstream.JetStream
 	st     *store.Store
 	events chan *nats.Msg
+	// versions seen per user, in order (see rank)
+	versions map[string][]uint64
 }
 
 func newHarness(t *testing.T) *harness {
@@ -94,11 +96,32 @@ func (h *harness) next() (string, uint64, bool) {
 		if _, leaked := ev.User["invisible"]; leaked {
 			h.t.Fatalf("event shows the invisible flag: %v", ev.User)
 		}
-		return msg.Subject, m.Version, ev.User["online"].(bool)
+		return msg.Subject, h.rank(m.User, m.Version), ev.User["online"].(bool)
 	case <-time.After(5 * time.Second):
 		h.t.Fatal("no presence event within 5s")
 	}
 	return "", 0, false
+}
+
+// rank turns a user's event versions into 1, 2, 3… in the order they are
+// first seen, failing if a version goes backwards. Versions are
+// time-based; their order is what watchers rely on.
+func (h *harness) rank(user string, v uint64) uint64 {
+	h.t.Helper()
+	if h.versions == nil {
+		h.versions = map[string][]uint64{}
+	}
+	seen := h.versions[user]
+	for i, x := range seen {
+		if x == v {
+			return uint64(i + 1)
+		}
+	}
+	if len(seen) > 0 && v < seen[len(seen)-1] {
+		h.t.Fatalf("%s: version %d after %d: versions must grow", user, v, seen[len(seen)-1])
+	}
+	h.versions[user] = append(seen, v)
+	return uint64(len(seen) + 1)
 }
 
 func (h *harness) setMemberships(user string, cids ...string) {
@@ -216,7 +239,7 @@ func TestProfileUpdatesShareTheUsersSequence(t *testing.T) {
 			m, _ := event.ReadMeta(msg)
 			var e event.Event
 			_ = json.Unmarshal(msg.Data, &e)
-			got = append(got, fmt.Sprintf("v%d:%s:%v", m.Version, e.Type, e.User["online"]))
+			got = append(got, fmt.Sprintf("v%d:%s:%v", h.rank(m.User, m.Version), e.Type, e.User["online"]))
 		case <-time.After(5 * time.Second):
 			t.Fatalf("got %v, want two more events", got)
 		}

@@ -10,6 +10,7 @@
 //	presence.events.user.<user>           user.presence.changed / user.updated for one user
 //	presence.events.channel.<type>.<id>   the same events, for each channel the user is in
 //	presence.gateway.<node>.watch         request: add or remove watches of one connection
+//	presence.gateway.reannounce           broadcast: every gateway re-publishes its live connections
 package subject
 
 import (
@@ -125,6 +126,10 @@ func ParseEvents(subj string) (user, cid string, ok bool) {
 	}
 	return "", "", false
 }
+
+// Reannounce asks every gateway to publish its live connections again (the
+// presence state was lost).
+const Reannounce = "presence.gateway.reannounce"
 
 // GatewayWatch is the request subject of a gateway node's watch registry.
 func GatewayWatch(node string) string { return "presence.gateway." + node + ".watch" }
