@@ -60,9 +60,9 @@ func rawDial(t *testing.T, u, user string, extra ...any) (*websocket.Conn, map[s
 	return ws, m, nil
 }
 
-// reviewReadAll keeps reading (discarding data frames) so the client answers
+// rawReadAll keeps reading (discarding data frames) so the client answers
 // pings and the close handshake but never sends anything itself.
-func reviewReadAll(ws *websocket.Conn) {
+func rawReadAll(ws *websocket.Conn) {
 	go func() {
 		for {
 			if _, _, err := ws.Read(context.Background()); err != nil {
@@ -105,14 +105,20 @@ func TestCloseDrainsAConnectAdmittedDuringTheDrain(t *testing.T) {
 					ws.CloseNow()
 					continue
 				}
-				reviewReadAll(ws) // answers pings and the close handshake, sends nothing
+				rawReadAll(ws) // answers pings and the close handshake, sends nothing
 				mu.Lock()
 				clients = append(clients, ws)
 				mu.Unlock()
 			}
 		}()
 	}
-	time.Sleep(500 * time.Millisecond)
+	// Let connects pile up, then drain in the middle of them.
+	for deadline := time.Now().Add(10 * time.Second); gw.ConnCount() < 10; {
+		if time.Now().After(deadline) {
+			t.Fatal("clients did not connect")
+		}
+		time.Sleep(10 * time.Millisecond) // polling a condition with a deadline
+	}
 	closing.Store(true)
 	done := make(chan struct{})
 	start := time.Now()
