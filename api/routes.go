@@ -22,6 +22,16 @@ func (s *Server) routes() *echo.Echo {
 		AllowMethods: []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete},
 	}))
 
+	// Probes for load balancers and orchestrators: alive, and ready to serve
+	// (connected to NATS). No auth, no body worth hiding.
+	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
+	e.GET("/readyz", func(c echo.Context) error {
+		if !s.nc.IsConnected() {
+			return c.String(http.StatusServiceUnavailable, "not connected to NATS\n")
+		}
+		return c.String(http.StatusOK, "ok\n")
+	})
+
 	a := e.Group("", s.authenticate)
 
 	a.GET("/users", s.queryUsers)
