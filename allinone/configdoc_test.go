@@ -10,6 +10,7 @@ import (
 	"github.com/presencehq/presence/api"
 	"github.com/presencehq/presence/gateway"
 	"github.com/presencehq/presence/pkg/config"
+	"github.com/presencehq/presence/pkg/logs"
 	worker "github.com/presencehq/presence/presence-worker"
 )
 
@@ -39,6 +40,7 @@ and a test fails when it falls behind.
 	for _, bin := range binaries {
 		fs := flag.NewFlagSet(bin.name, flag.ContinueOnError)
 		bin.register(fs)
+		new(logs.Options).RegisterFlags(fs)
 		fmt.Fprintf(&b, "\n## %s\n\n%s.\n\n| flag | environment | default | meaning |\n| --- | --- | --- | --- |\n", bin.name, bin.about)
 		fs.VisitAll(func(f *flag.Flag) {
 			def := "`" + f.DefValue + "`"

@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
 	"sync"
 	"time"
 
@@ -110,8 +109,10 @@ func (s *Server) Close() error {
 
 // Run serves the api on cfg.HTTPAddr until ctx ends, then shuts down
 // gracefully.
-func Run(ctx context.Context, cfg Config) error {
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("service", "api", "node", cfg.NodeName)
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	if log == nil {
+		log = slog.Default()
+	}
 	nc, err := natsconn.Connect(cfg.NATSURL, "presence-api "+cfg.NodeName, log)
 	if err != nil {
 		return fmt.Errorf("api: %w", err)

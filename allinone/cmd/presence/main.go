@@ -6,13 +6,13 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/presencehq/presence/allinone"
 	"github.com/presencehq/presence/pkg/config"
+	"github.com/presencehq/presence/pkg/logs"
 	"github.com/presencehq/presence/pkg/token"
 )
 
@@ -27,8 +27,10 @@ func run(args []string, getenv func(string) string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var cfg allinone.Config
+	var lo logs.Options
 	fs := flag.NewFlagSet("presence", flag.ContinueOnError)
 	cfg.RegisterFlags(fs)
+	lo.RegisterFlags(fs)
 	if len(args) > 0 && args[0] == "token" {
 		if err := config.Parse(fs, args[1:], getenv); err != nil {
 			return err
@@ -50,5 +52,9 @@ func run(args []string, getenv func(string) string) error {
 	if err := config.Parse(fs, args, getenv); err != nil {
 		return err
 	}
-	return allinone.Run(ctx, cfg, slog.Default(), os.Stdout)
+	log, err := lo.New(os.Stderr)
+	if err != nil {
+		return err
+	}
+	return allinone.Run(ctx, cfg, log, os.Stdout)
 }

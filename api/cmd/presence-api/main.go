@@ -12,6 +12,7 @@ import (
 
 	"github.com/presencehq/presence/api"
 	"github.com/presencehq/presence/pkg/config"
+	"github.com/presencehq/presence/pkg/logs"
 )
 
 func main() {
@@ -28,9 +29,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	fs := flag.NewFlagSet("presence-api", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cfg api.Config
+	var lo logs.Options
 	cfg.RegisterFlags(fs)
+	lo.RegisterFlags(fs)
 	if err := config.Parse(fs, args, getenv); err != nil {
 		return err
 	}
-	return api.Run(ctx, cfg)
+	log, err := lo.New(stderr, "service", "api", "node", cfg.NodeName)
+	if err != nil {
+		return err
+	}
+	return api.Run(ctx, cfg, log)
 }

@@ -6,13 +6,13 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/presencehq/presence/gateway"
 	"github.com/presencehq/presence/pkg/config"
+	"github.com/presencehq/presence/pkg/logs"
 )
 
 func main() {
@@ -20,12 +20,19 @@ func main() {
 	defer stop()
 	var cfg gateway.Config
 	fs := flag.NewFlagSet("presence-gateway", flag.ExitOnError)
+	var lo logs.Options
 	cfg.RegisterFlags(fs)
+	lo.RegisterFlags(fs)
 	if err := config.Parse(fs, os.Args[1:], os.Getenv); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	if err := gateway.Run(ctx, cfg, slog.Default()); err != nil {
+	log, err := lo.New(os.Stderr, "service", "gateway")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	if err := gateway.Run(ctx, cfg, log); err != nil {
 		fmt.Fprintln(os.Stderr, "presence-gateway:", err)
 		os.Exit(1)
 	}

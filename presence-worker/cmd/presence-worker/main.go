@@ -5,12 +5,12 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/presencehq/presence/pkg/config"
+	"github.com/presencehq/presence/pkg/logs"
 	worker "github.com/presencehq/presence/presence-worker"
 )
 
@@ -19,12 +19,19 @@ func main() {
 	defer stop()
 	var cfg worker.Config
 	fs := flag.NewFlagSet("presence-worker", flag.ExitOnError)
+	var lo logs.Options
 	cfg.RegisterFlags(fs)
+	lo.RegisterFlags(fs)
 	if err := config.Parse(fs, os.Args[1:], os.Getenv); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	if err := worker.Run(ctx, cfg, slog.Default()); err != nil {
+	log, err := lo.New(os.Stderr, "service", "worker")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	if err := worker.Run(ctx, cfg, log); err != nil {
 		fmt.Fprintln(os.Stderr, "presence-worker:", err)
 		os.Exit(1)
 	}
