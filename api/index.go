@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -53,6 +54,11 @@ type index struct {
 	caughtUp map[string]int    // bucket → entries applied before it was ready
 	closed   bool
 
+	// applyMu orders applies with a rebuild's bulk load; while staging is
+	// set (a rebuild catching up), applies only collect entries there.
+	applyMu sync.Mutex
+	staging map[string]*staged
+
 	// resumed says the file was reused; rebuilt says why it was not.
 	resumed bool
 	rebuilt string
@@ -77,6 +83,7 @@ var (
 	keyVersion = []byte("version")
 	keyClean   = []byte("clean")
 	keyBoot    = []byte("boot")
+	keyBuilt   = []byte("built")
 )
 
 func revKey(bucket string) []byte     { return []byte("rev/" + bucket) }
@@ -119,19 +126,15 @@ func openIndex(ctx context.Context, dir, node string, log *slog.Logger, kvs ...j
 	if err != nil {
 		return fail(err)
 	}
-	if ix.rebuilt = ix.resumable(infos); ix.rebuilt != "" {
-		if err := ix.reset(infos); err != nil {
+	ix.rebuilt = ix.resumable(infos)
+	ix.resumed = ix.rebuilt == ""
+	if ix.resumed {
+		if err := ix.markOpen(); err != nil {
 			return fail(err)
 		}
-	}
-	ix.resumed = ix.rebuilt == ""
-	if err := ix.markOpen(); err != nil {
-		return fail(err)
-	}
-	if err := ix.startWatches(ctx); err != nil {
-		return fail(err)
-	}
-	if ix.resumed {
+		if err := ix.startWatches(ctx); err != nil {
+			return fail(err)
+		}
 		reason, err := ix.verify(ctx)
 		if err != nil {
 			return fail(err)
@@ -142,12 +145,11 @@ func openIndex(ctx context.Context, dir, node string, log *slog.Logger, kvs ...j
 			if infos, err = ix.streamInfos(ctx); err != nil {
 				return fail(err)
 			}
-			if err := ix.reset(infos); err != nil {
-				return fail(err)
-			}
-			if err := ix.startWatches(ctx); err != nil {
-				return fail(err)
-			}
+		}
+	}
+	if !ix.resumed {
+		if err := ix.rebuild(ctx, infos); err != nil {
+			return fail(err)
 		}
 	}
 	ix.mu.Lock()
@@ -229,6 +231,9 @@ func (ix *index) resumable(infos map[string]*jetstream.StreamInfo) string {
 			return nil
 		case string(meta.Get(keyVersion)) != fingerprint():
 			why = "index layout or documents changed"
+			return nil
+		case string(meta.Get(keyBuilt)) != "1":
+			why = "the last rebuild did not finish"
 			return nil
 		case string(meta.Get(keyClean)) != "1":
 			if boot := bootID(); boot == "" || boot != string(meta.Get(keyBoot)) {
@@ -492,6 +497,21 @@ func (ix *index) apply(bucket string, batch []jetstream.KeyValueEntry) error {
 	if len(batch) == 0 {
 		return nil
 	}
+	ix.applyMu.Lock()
+	defer ix.applyMu.Unlock()
+	last := batch[len(batch)-1].Revision()
+	if st := ix.staging[bucket]; st != nil {
+		for _, e := range batch {
+			if e.Operation() == jetstream.KeyValuePut && len(e.Value()) > 0 {
+				st.vals[e.Key()] = e.Value()
+			} else {
+				delete(st.vals, e.Key()) // the bucket starts empty
+			}
+		}
+		st.rev = last
+		ix.advance(bucket, last) // no query runs before the load
+		return nil
+	}
 	t := tableOf[bucket]
 	err := ix.db.Update(func(tx *bolt.Tx) error {
 		data, meta := tx.Bucket([]byte(bucket)), tx.Bucket(metaBucket)
@@ -533,12 +553,12 @@ func (ix *index) apply(bucket string, batch []jetstream.KeyValueEntry) error {
 		if err := meta.Put(countKey(bucket), uintBytes(uint64(max(n, 0)))); err != nil {
 			return err
 		}
-		return meta.Put(revKey(bucket), uintBytes(batch[len(batch)-1].Revision()))
+		return meta.Put(revKey(bucket), uintBytes(last))
 	})
 	// Advance even on a failed write: the watch will not deliver these
 	// entries again, and readers must not wait for them forever. The file
 	// still records the revision before them, so the next start replays them.
-	ix.advance(bucket, batch[len(batch)-1].Revision())
+	ix.advance(bucket, last)
 	return err
 }
 
@@ -612,6 +632,7 @@ type lastRev struct {
 	mu   sync.Mutex
 	busy bool
 	next *revCall
+	sent atomic.Uint64 // requests sent, for benchmarks
 }
 
 type revCall struct {
@@ -651,6 +672,7 @@ func (l *lastRev) run(ix *index, c *revCall) {
 	defer ix.wg.Done()
 	for c != nil {
 		ctx, cancel := context.WithTimeout(ix.ctx, syncTimeout)
+		l.sent.Add(1)
 		c.rev, c.err = lastRevision(ctx, l.kv)
 		cancel()
 		close(c.done)

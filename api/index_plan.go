@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"slices"
 	"strings"
@@ -37,6 +38,7 @@ import (
 // Variables only so that tests can force every plan.
 var (
 	loadCost   = 40
+	refCost    = 4
 	collectCap = 20000
 )
 
@@ -109,10 +111,12 @@ type eqTerm struct {
 
 // source yields candidate ids: a superset of the documents that match.
 type source struct {
-	est  int // how many ids it yields; collectCap+1 if more
-	cost int // of one has call, in index steps
-	each func(yield func(id string))
-	has  func(id string) bool
+	est     int             // how many ids it yields; collectCap+1 if more
+	cost    int             // of one has call, in index steps
+	collect int             // of collecting one id, in index steps
+	set     map[string]bool // the ids, if already at hand
+	each    func(yield func(id string))
+	has     func(id string) bool
 }
 
 // reader reads one table's index inside a transaction.
@@ -147,15 +151,7 @@ func (r *reader) source(c conjunct) *source {
 				set[s] = true
 			}
 		}
-		return &source{
-			est: len(set), cost: 0,
-			each: func(yield func(string)) {
-				for id := range set {
-					yield(id)
-				}
-			},
-			has: func(id string) bool { return set[id] },
-		}
+		return &source{est: len(set), cost: 1, set: set, has: func(id string) bool { return set[id] }}
 	case slices.Contains(r.t.eq, c.field):
 		terms := make([]eqTerm, 0, len(c.values))
 		for _, v := range c.values {
@@ -191,7 +187,7 @@ func (r *reader) eqSource(terms []eqTerm) *source {
 		est += int(readUint(r.n.Get(p)))
 	}
 	return &source{
-		est: est, cost: len(prefixes),
+		est: est, cost: 2 * len(prefixes), collect: 3,
 		each: func(yield func(string)) {
 			c := r.ix.Cursor()
 			for _, p := range prefixes {
@@ -229,17 +225,14 @@ func (r *reader) wordSource(field, prefix string) *source {
 			break
 		}
 	}
-	est := len(found)
+	est, cost := len(found), 1
 	if est <= collectCap {
 		ids = found
+	} else {
+		cost = 8
 	}
 	return &source{
-		est: est, cost: 8,
-		each: func(yield func(string)) {
-			for id := range ids {
-				yield(id)
-			}
-		},
+		est: est, cost: cost, set: ids,
 		has: func(id string) bool {
 			if ids != nil {
 				return ids[id]
@@ -331,23 +324,8 @@ func (p parsed) find(tx *bolt.Tx, t *table, scope []eqTerm, load loader) []hit {
 	if scope != nil {
 		srcs = append(srcs, r.eqSource(scope))
 	}
+	// The most selective first: as the collected set, or as the first check.
 	slices.SortStableFunc(srcs, func(a, b *source) int { return a.est - b.est })
-	var cand map[string]bool
-	checks := srcs
-	if len(srcs) > 0 && srcs[0].est <= collectCap {
-		cand = map[string]bool{}
-		srcs[0].each(func(id string) { cand[id] = true })
-		checks = srcs[1:]
-	}
-	slices.SortStableFunc(checks, func(a, b *source) int { return a.cost - b.cost })
-	passes := func(id string) bool {
-		for _, s := range checks {
-			if !s.has(id) {
-				return false
-			}
-		}
-		return true
-	}
 	accept := func(id string) (hit, bool) {
 		k := t.dataKey(id)
 		if k == "" {
@@ -360,32 +338,95 @@ func (p parsed) find(tx *bolt.Tx, t *table, scope []eqTerm, load loader) []hit {
 		doc, ok := load(id, raw)
 		return hit{key: id, doc: doc}, ok
 	}
-
 	field, dir := t.idField, 1
 	if len(p.sort) > 0 {
 		field, dir = p.sort[0].Field, p.sort[0].Direction
 	}
 	need := p.offset + p.limit
-	if r.sortable(field) {
-		budget := -1
-		walkable := true
-		if cand != nil {
-			fetch := len(cand) * loadCost
-			steps := r.count()
-			if len(cand) > need {
-				steps = steps / len(cand) * need
-			}
-			walkable = steps+need*loadCost < fetch
-			budget = fetch
+	sortable := r.sortable(field)
+
+	// Price the plans: fetch (collect the smallest source, read each, sort),
+	// order (collect it, order the ids by their sort keys, read them in that
+	// order until the page is full), walk the sort index with the collected
+	// ids, or walk it checking every source on the index keys. A walk meets
+	// the next match about every count/est entries.
+	const none = int(^uint(0) >> 1)
+	fetch, order, walkCand, walkChecks := none, none, none, none
+	if len(srcs) > 0 {
+		s0 := srcs[0]
+		steps := r.count()
+		if s0.est > 0 {
+			steps = min(steps, steps/s0.est*need+need)
 		}
-		if walkable {
-			if hits, ok := p.walk(r, field, dir, need, budget, cand, passes, accept); ok {
-				return p.page(hits)
+		if s0.est <= collectCap {
+			collect := s0.est * s0.collect
+			fetch = collect + s0.est*loadCost
+			if sortable {
+				order = collect + s0.est*refCost + min(need, s0.est)*loadCost
+				walkCand = collect + steps + need*loadCost
 			}
+		}
+		if sortable {
+			walkChecks = steps*(1+s0.cost) + need*loadCost
 		}
 	}
+	var cand map[string]bool
+	checks := srcs
+	collect := func() {
+		cand, checks = srcs[0].set, srcs[1:]
+		if cand == nil {
+			cand = map[string]bool{}
+			srcs[0].each(func(id string) { cand[id] = true })
+		}
+	}
+	passes := func(id string) bool {
+		for _, s := range checks {
+			if !s.has(id) {
+				return false
+			}
+		}
+		return true
+	}
+	walk := func(budget int) ([]hit, bool) {
+		return p.collectHits(r, field, dir, need, budget, cand, passes, accept, func(visit visitor) { r.walk(field, dir, visit) })
+	}
+	best := min(fetch, order, walkCand, walkChecks)
+	switch {
+	case len(srcs) == 0 && sortable:
+		hits, _ := walk(-1)
+		return p.page(hits)
+	case best == none:
+		// no index helps: scan below
+	case best == walkCand || best == walkChecks:
+		// Give up on a walk gone on far longer than priced (the matches
+		// may all sit at its far end) if something else is possible.
+		budget := -1
+		if alt := min(fetch, order); alt < none {
+			budget = max(alt, 2*best)
+		}
+		if best == walkCand {
+			collect()
+		}
+		if hits, ok := walk(budget); ok {
+			return p.page(hits)
+		}
+		if cand == nil {
+			collect()
+		}
+		if order < none {
+			hits, _ := p.collectHits(r, field, dir, need, -1, nil, passes, accept, r.ordered(cand, field, dir))
+			return p.page(hits)
+		}
+	case best == order:
+		collect()
+		hits, _ := p.collectHits(r, field, dir, need, -1, nil, passes, accept, r.ordered(cand, field, dir))
+		return p.page(hits)
+	}
 	var hits []hit
-	if cand != nil {
+	if fetch < none {
+		if cand == nil {
+			collect()
+		}
 		for id := range cand {
 			if !passes(id) {
 				continue
@@ -409,16 +450,20 @@ func (p parsed) find(tx *bolt.Tx, t *table, scope []eqTerm, load loader) []hit {
 	return p.page(hits)
 }
 
-// walk collects matches along field's sort index until it has need of them
-// and every document tied with the last one on field (which later sort
-// fields or the id may still put first). It gives up (false) once its cost
-// passes budget (no limit if negative).
-func (p parsed) walk(r *reader, field string, dir, need, budget int, cand map[string]bool, passes func(string) bool, accept func(string) (hit, bool)) ([]hit, bool) {
+// visitor is called with each entry of a sort order: its section, its
+// encoded value and its id; it returns false to stop.
+type visitor = func(sec byte, enc []byte, id string) bool
+
+// collectHits collects matches along a sort order of field (each) until it
+// has need of them and every document tied with the last one on field
+// (which later sort fields or the id may still put first). It gives up
+// (false) once its cost passes budget (no limit if negative).
+func (p parsed) collectHits(r *reader, field string, dir, need, budget int, cand map[string]bool, passes func(string) bool, accept func(string) (hit, bool), each func(visitor)) ([]hit, bool) {
 	var hits []hit
 	var lastSec byte
 	var lastEnc []byte
 	cost, gaveUp := 0, false
-	r.walk(field, dir, func(sec byte, enc []byte, id string) bool {
+	each(func(sec byte, enc []byte, id string) bool {
 		if len(hits) >= need {
 			// Ties on field are in id order only among missing values or
 			// ascending ones, and only if field is the sole sort field.
@@ -445,4 +490,61 @@ func (p parsed) walk(r *reader, field string, dir, need, budget int, cand map[st
 		return true
 	})
 	return hits, !gaveUp
+}
+
+// ordered is the order of field's sort index restricted to ids, read from
+// each id's refs rather than by walking the index.
+func (r *reader) ordered(ids map[string]bool, field string, dir int) func(visitor) {
+	type item struct {
+		sec byte
+		enc []byte
+		id  string
+	}
+	items := make([]item, 0, len(ids))
+	for id := range ids {
+		if sec, enc, ok := r.sortKeyOf(field, id); ok {
+			items = append(items, item{sec, enc, id})
+		}
+	}
+	slices.SortFunc(items, func(a, b item) int {
+		switch {
+		case a.sec != b.sec:
+			return int(a.sec) - int(b.sec)
+		case field == r.t.idField:
+			return strings.Compare(a.id, b.id) * dir
+		}
+		if c := bytes.Compare(a.enc, b.enc); c != 0 && a.sec == secPresent {
+			return c * dir
+		}
+		return strings.Compare(a.id, b.id)
+	})
+	return func(visit visitor) {
+		for _, it := range items {
+			if !visit(it.sec, it.enc, it.id) {
+				return
+			}
+		}
+	}
+}
+
+// sortKeyOf says where id sits in field's sort index, from its refs.
+func (r *reader) sortKeyOf(field, id string) (byte, []byte, bool) {
+	if field == r.t.idField {
+		return secPresent, nil, true
+	}
+	p := sortPrefix(field, 0)
+	p = p[:len(p)-1] // 's' field 0
+	b := r.refs.Get([]byte(id))
+	for len(b) > 0 {
+		n, w := binary.Uvarint(b)
+		if w <= 0 || uint64(len(b)-w) < n {
+			break
+		}
+		k := b[w : w+int(n)]
+		b = b[w+int(n):]
+		if bytes.HasPrefix(k, p) && len(k) > len(p)+len(id) {
+			return k[len(p)], k[len(p)+1 : len(k)-len(id)], true
+		}
+	}
+	return 0, nil, false
 }

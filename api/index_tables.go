@@ -167,21 +167,19 @@ func (t *table) entries(id string, doc filter.Map) [][]byte {
 		if !isList {
 			list = []any{v}
 		}
-		seen := map[string]bool{}
 		for _, e := range list {
 			s, ok := e.(string)
 			if !ok {
 				continue
 			}
 			for _, w := range words(s) {
-				if !seen[w] {
-					seen[w] = true
-					out = append(out, wordKey(f, w, id))
-				}
+				out = append(out, wordKey(f, w, id))
 			}
 		}
 	}
-	return out
+	// Sorted and unique: an array may repeat a value, a name a word.
+	slices.SortFunc(out, bytes.Compare)
+	return slices.CompactFunc(out, bytes.Equal)
 }
 
 // asList returns v's elements when it is an array, as filters see it.

@@ -59,6 +59,7 @@ func newMemIndex(t *testing.T) *memIndex {
 	if err := ix.reset(infos); err != nil {
 		t.Fatal(err)
 	}
+	_ = db.Update(func(tx *bolt.Tx) error { return tx.Bucket(metaBucket).Put(keyBuilt, []byte("1")) })
 	return &memIndex{index: ix, t: t}
 }
 
@@ -342,14 +343,20 @@ func TestIndexAnswersLikeAFullScan(t *testing.T) {
 	m := newMemIndex(t)
 	r := rand.New(rand.NewPCG(4, 2))
 	users, cids := randomData(m, r, 150, 50)
-	defer func(l, c int) { loadCost, collectCap = l, c }(loadCost, collectCap)
+	defer func(l, rc, c int) { loadCost, refCost, collectCap = l, rc, c }(loadCost, refCost, collectCap)
 	plans := []struct {
-		name       string
-		load, coll int
-	}{{"default costs", loadCost, collectCap}, {"always walk", 1 << 20, collectCap}, {"never walk", 0, collectCap},
-		{"nothing collected", 1 << 20, 0}, {"cheap loads", 1, 3}}
+		name               string
+		load, ref, collect int
+	}{
+		{"default costs", loadCost, refCost, collectCap},
+		{"walks", 1 << 10, 1 << 20, collectCap},
+		{"ordered by refs", 40, 0, collectCap},
+		{"fetches", 0, 1 << 20, collectCap},
+		{"nothing collected", 1 << 10, 0, 0},
+		{"cheap loads", 1, 4, 3},
+	}
 	for _, plan := range plans {
-		loadCost, collectCap = plan.load, plan.coll
+		loadCost, refCost, collectCap = plan.load, plan.ref, plan.collect
 		for i := range 100 {
 			callers := []caller{{server: true}, {user: users[r.IntN(len(users))]}}
 			cl := pickCaller(callers, i)
@@ -413,4 +420,49 @@ func TestSortIndexIsOffWhileAValueCannotBeOrdered(t *testing.T) {
 	check(false, []string{"messaging:c1", "messaging:c0", "messaging:c2"})
 	m.feed(store.BucketChannels, map[string]any{store.ChannelKey("messaging", "c1"): nil})
 	check(true, []string{"messaging:c0", "messaging:c2"})
+}
+
+// dump is every bucket of the index but meta, key by key.
+func dump(t *testing.T, ix *index) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	_ = ix.view(func(tx *bolt.Tx) error {
+		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+			return b.ForEach(func(k, v []byte) error {
+				if string(name) != string(metaBucket) || strings.HasPrefix(string(k), "count/") {
+					out[string(name)+" "+string(k)] = string(v)
+				}
+				return nil
+			})
+		})
+	})
+	return out
+}
+
+func TestABulkLoadIndexesLikeEntryByEntry(t *testing.T) {
+	incremental := newMemIndex(t)
+	randomData(incremental, rand.New(rand.NewPCG(9, 9)), 150, 50)
+	bulk := newMemIndex(t)
+	bulk.staging = map[string]*staged{}
+	for _, n := range bulk.names {
+		bulk.staging[n] = &staged{vals: map[string][]byte{}}
+	}
+	randomData(bulk, rand.New(rand.NewPCG(9, 9)), 150, 50)
+	if err := bulk.load(); err != nil {
+		t.Fatal(err)
+	}
+	want, got := dump(t, incremental.index), dump(t, bulk.index)
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%q: bulk has %q, entry by entry %q", k, got[k], v)
+		}
+	}
+	for k := range got {
+		if _, ok := want[k]; !ok {
+			t.Errorf("%q: only in the bulk load", k)
+		}
+	}
+	if len(want) < 1000 {
+		t.Errorf("only %d keys compared", len(want))
+	}
 }
