@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -516,9 +518,15 @@ func (ix *index) apply(bucket string, batch []jetstream.KeyValueEntry) error {
 	err := ix.db.Update(func(tx *bolt.Tx) error {
 		data, meta := tx.Bucket([]byte(bucket)), tx.Bucket(metaBucket)
 		n := int64(readUint(meta.Get(countKey(bucket))))
-		touched := map[string]bool{}
+		// The last entry of each key, in key order.
+		latest := make(map[string]jetstream.KeyValueEntry, len(batch))
 		for _, e := range batch {
-			k := []byte(e.Key())
+			latest[e.Key()] = e
+		}
+		keys := slices.Sorted(maps.Keys(latest))
+		var ids []string
+		for _, key := range keys {
+			e, k := latest[key], []byte(key)
 			had := data.Get(k) != nil
 			var err error
 			if e.Operation() == jetstream.KeyValuePut && len(e.Value()) > 0 {
@@ -536,15 +544,14 @@ func (ix *index) apply(bucket string, batch []jetstream.KeyValueEntry) error {
 				return err
 			}
 			if t != nil {
-				touched[t.idOf(e.Key())] = true
+				ids = append(ids, t.idOf(key))
 			}
 		}
 		if t != nil {
+			slices.Sort(ids)
 			counts := map[string]int{}
-			for id := range touched {
-				if err := t.reindex(tx, id, counts); err != nil {
-					return err
-				}
+			if err := t.reindex(tx, ids, counts); err != nil {
+				return err
 			}
 			if err := t.writeCounts(tx, counts); err != nil {
 				return err

@@ -376,61 +376,87 @@ func decodeRefs(b []byte) [][]byte {
 	return out
 }
 
-// reindex brings id's entries in line with its document now in tx. counts
-// collects the changes of the per-value counts, written once per batch.
-func (t *table) reindex(tx *bolt.Tx, id string, counts map[string]int) error {
+// reindex brings the entries of ids in line with their documents now in
+// tx. counts collects the changes of the per-value counts, written once per
+// batch. The changes of all ids are made in key order: a batch touches keys
+// all over the index, and visiting them in order keeps each B+tree page hot
+// while it is changed.
+func (t *table) reindex(tx *bolt.Tx, ids []string, counts map[string]int) error {
 	ix, refs := tx.Bucket(t.ixBucket()), tx.Bucket(t.refsBucket())
-	var next [][]byte
-	if doc, ok := t.doc(tx, id); ok {
-		next = t.entries(id, doc)
+	var dels, puts [][]byte
+	type refChange struct {
+		id   string
+		refs []byte // nil: delete
 	}
-	prev := decodeRefs(refs.Get([]byte(id)))
-	had := make(map[string]bool, len(prev))
-	for _, k := range prev {
-		had[string(k)] = true
-	}
-	has := make(map[string]bool, len(next))
-	for _, k := range next {
-		has[string(k)] = true
-	}
-	for _, k := range prev {
-		if has[string(k)] {
-			continue
+	var changed []refChange
+	for _, id := range ids {
+		var next [][]byte
+		if doc, ok := t.doc(tx, id); ok {
+			next = t.entries(id, doc)
 		}
+		prev := decodeRefs(refs.Get([]byte(id)))
+		// Both are sorted and unique: merge them.
+		i, j := 0, 0
+		for i < len(prev) || j < len(next) {
+			var c int
+			switch {
+			case i == len(prev):
+				c = 1
+			case j == len(next):
+				c = -1
+			default:
+				c = bytes.Compare(prev[i], next[j])
+			}
+			switch {
+			case c == 0:
+				i++
+				j++
+				continue
+			case c < 0:
+				dels = append(dels, prev[i])
+				if k := prev[i]; k[0] == kindEq {
+					counts[string(k[:len(k)-len(id)])]--
+				}
+				i++
+			default:
+				puts = append(puts, next[j])
+				if k := next[j]; k[0] == kindEq {
+					counts[string(k[:len(k)-len(id)])]++
+				}
+				j++
+			}
+		}
+		switch {
+		case len(next) == 0 && len(prev) > 0:
+			changed = append(changed, refChange{id, nil})
+		case !slices.EqualFunc(prev, next, bytes.Equal):
+			changed = append(changed, refChange{id, encodeRefs(next)})
+		}
+	}
+	slices.SortFunc(dels, bytes.Compare)
+	for _, k := range dels {
 		if err := ix.Delete(k); err != nil {
 			return err
 		}
-		if k[0] == kindEq {
-			counts[string(k[:len(k)-len(id)])]--
-		}
 	}
-	for _, k := range next {
-		if had[string(k)] {
-			continue
-		}
+	slices.SortFunc(puts, bytes.Compare)
+	for _, k := range puts {
 		if err := ix.Put(k, []byte{}); err != nil {
 			return err
 		}
-		if k[0] == kindEq {
-			counts[string(k[:len(k)-len(id)])]++
+	}
+	for _, c := range changed {
+		var err error
+		if c.refs == nil {
+			err = refs.Delete([]byte(c.id))
+		} else {
+			err = refs.Put([]byte(c.id), c.refs)
+		}
+		if err != nil {
+			return err
 		}
 	}
-	if len(next) == 0 {
-		return refs.Delete([]byte(id))
-	}
-	if len(prev) == len(next) && len(had) == len(has) && sameKeys(had, next) {
-		return nil
-	}
-	return refs.Put([]byte(id), encodeRefs(next))
-}
-
-func sameKeys(set map[string]bool, keys [][]byte) bool {
-	for _, k := range keys {
-		if !set[string(k)] {
-			return false
-		}
-	}
-	return true
+	return nil
 }
 
 // writeCounts adds the per-value count changes to ix.<name>.n.
