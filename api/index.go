@@ -35,8 +35,10 @@ import (
 // written by a binary that indexes differently, may be torn by a machine
 // crash (it is written without fsync), or when a bucket cannot replay what
 // the file lacks: it was recreated, or its stream may have dropped entries
-// past the recorded revision (age, size or TTL limits; purged delete markers
-// are caught by the key count check).
+// past the recorded revision (age, size or TTL limits), or it has fewer
+// subjects than the file has keys (purged). A purge of a delete marker that
+// keeps the counts plausible goes unseen: Presence never purges markers, and
+// whoever does must delete the api nodes' index directories.
 //
 // Reads are made current with sync: it asks JetStream for a bucket's last
 // revision and waits until the watch has applied it, so a query sees every
