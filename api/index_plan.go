@@ -19,14 +19,16 @@ import (
 //     index by $eq/$in/$contains, the word index by $autocomplete, and the
 //     caller's scope (a client-side channel query sees only its member and
 //     creator channels). Each is a superset of the matches.
-//  2. The smallest source, if it is small enough, is collected; the others
-//     become checks done on index keys before a document is decoded.
-//  3. If the first sort field has a sort index, the planner compares reading
-//     the collected candidates (one decode each, then sort) with walking the
-//     sort index in order until the page is full (a cheap step per entry, a
-//     decode per candidate met); the walk is also what runs when no source
-//     is small. Without a usable sort index it reads the candidates, or
-//     scans everything.
+//  2. The planner prices four plans and runs the cheapest: read every id of
+//     the smallest source and sort the documents (fetch); order those ids
+//     by the sort keys their refs record and read them in that order until
+//     the page is full (order); walk the first sort field's index in order
+//     until the page is full, skipping ids not in the smallest source
+//     (walk), or checking every source on index keys (walk with checks,
+//     also what runs when no source is small). The sources not used to
+//     pick candidates are checked on index keys before a document is
+//     decoded. A walk gone on far longer than priced gives way to a
+//     cheaper plan. With no small source and no usable sort index it scans.
 //
 // The filter is always matched on the document, so an index only has to
 // never miss a match; that keeps every plan correct and the full scan the
