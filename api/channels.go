@@ -712,7 +712,9 @@ func channelDoc(ch model.Channel) filter.Map {
 	m["cid"] = ch.CID()
 	m["created_at"] = ch.CreatedAt
 	m["updated_at"] = ch.UpdatedAt
-	m["last_updated"] = ch.UpdatedAt
+	// Stream's last_updated is last_message_at, falling back to created_at;
+	// Presence channels carry no messages, so it is created_at.
+	m["last_updated"] = ch.CreatedAt
 	m["member_count"] = len(ch.Members)
 	m["members"] = memberIDs(ch.Members)
 	m["frozen"] = false

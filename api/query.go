@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -167,6 +168,35 @@ func (s *Server) queryUsers(c echo.Context) error {
 		if err := s.watch(ctx, cl, watch.Request{Users: ids}); err != nil {
 			return err
 		}
+		// Read presence again now that the watch is in place: a change in
+		// between was published before the gateway subscribed, and the
+		// client would keep the stale state until the next one (I2).
+		if err := s.refreshPresence(ctx, cl, users, ids); err != nil {
+			return err
+		}
 	}
 	return reply(c, map[string]any{"users": users})
+}
+
+// refreshPresence replaces the presence fields of users (views of ids) with
+// the current ones.
+func (s *Server) refreshPresence(ctx context.Context, cl caller, users []any, ids []string) error {
+	if err := s.idx.sync(ctx, store.BucketUsers, store.BucketPresence); err != nil {
+		return err
+	}
+	return s.idx.view(func(tx *bolt.Tx) error {
+		for i, id := range ids {
+			u, ok := readUser(tx, id)
+			if !ok {
+				continue
+			}
+			fresh := userView(u, readPresence(tx, id), cl.viewerOf(id))
+			doc := users[i].(map[string]any)
+			doc["online"] = fresh["online"]
+			if la, ok := fresh["last_active"]; ok {
+				doc["last_active"] = la
+			}
+		}
+		return nil
+	})
 }

@@ -351,7 +351,7 @@ func TestStatusChangeGoesToTheWorker(t *testing.T) {
 	}
 }
 
-func TestARestartedNodeRebuildsItsIndex(t *testing.T) {
+func TestARestartedNodeCatchesUpWithItsIndex(t *testing.T) {
 	e := newEnv(t)
 	dir := t.TempDir()
 	srv, base := e.startNodeIn("api-r", dir)
