@@ -779,12 +779,19 @@ func (s *Server) channelStates(ctx context.Context, cl caller, chans []model.Cha
 		return nil, err
 	}
 	err := s.idx.view(func(tx *bolt.Tx) error {
+		// One view per user per answer: a user in many of the returned
+		// channels is decoded once (the views are only read from here on).
+		views := map[string]map[string]any{}
 		userOf := func(id string) map[string]any {
-			u, ok := readUser(tx, id)
-			if !ok {
-				return map[string]any{"id": id, "online": false, "banned": false}
+			if v, ok := views[id]; ok {
+				return v
 			}
-			return userView(u, readPresence(tx, id), cl.viewerOf(id))
+			v := map[string]any{"id": id, "online": false, "banned": false}
+			if u, ok := readUser(tx, id); ok {
+				v = userView(u, readPresence(tx, id), cl.viewerOf(id))
+			}
+			views[id] = v
+			return v
 		}
 		for _, ch := range chans {
 			var creator map[string]any
