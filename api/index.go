@@ -44,6 +44,11 @@ import (
 // revision and waits until the watch has applied it, so a query sees every
 // write that finished before it started, on any node (read-your-writes behind
 // a load balancer). Concurrent queries share those requests (lastRev).
+//
+// A bucket deleted and recreated while the node runs (the workers do so when
+// the presence state is lost) is told by those same requests, or by its
+// watch ending, and the index is rebuilt from the new buckets without a
+// restart (index_live.go).
 type index struct {
 	db     *bolt.DB
 	tmpDir string
@@ -57,6 +62,15 @@ type index struct {
 	changed  chan struct{}     // closed and replaced whenever applied advances
 	caughtUp map[string]int    // bucket → entries applied before it was ready
 	closed   bool
+	// The streams followed, and rebuilds while running (index_live.go).
+	gen        uint64            // bumped when a rebuild starts over the file
+	created    map[string]string // bucket → creation time of the stream followed
+	rebuilding chan struct{}     // closed when the pending rebuild ends; nil if none
+	resetting  bool              // the file is being rebuilt: every query waits
+	stale      map[string]bool   // buckets the pending rebuild is for
+	again      bool              // the running rebuild's watches failed: once more
+	rebuilds   int               // rebuilds while running, for tests
+	kick       chan struct{}     // a query found a missing bucket back
 
 	// applyMu orders applies with a rebuild's bulk load; while staging is
 	// set (a rebuild catching up), applies only collect entries there.
@@ -101,6 +115,10 @@ func openIndex(ctx context.Context, dir, node string, log *slog.Logger, kvs ...j
 	ix := &index{
 		log: log, kvs: map[string]jetstream.KeyValue{}, revs: map[string]*lastRev{},
 		applied: map[string]uint64{}, changed: make(chan struct{}), caughtUp: map[string]int{},
+		created: map[string]string{}, stale: map[string]bool{},
+		// Opening is the first rebuild: a watch failing meanwhile asks for
+		// another one once the index is open.
+		rebuilding: make(chan struct{}), resetting: true, kick: make(chan struct{}, 1),
 	}
 	ix.ctx, ix.cancel = context.WithCancel(context.Background())
 	for _, kv := range kvs {
@@ -158,7 +176,11 @@ func openIndex(ctx context.Context, dir, node string, log *slog.Logger, kvs ...j
 	}
 	ix.mu.Lock()
 	caught := fmt.Sprint(ix.caughtUp)
+	for name, info := range infos {
+		ix.created[name] = streamCreated(info)
+	}
 	ix.mu.Unlock()
+	ix.rebuildEnded()
 	if ix.resumed {
 		log.Info("index: resumed", "file", path, "entries", caught, "took", time.Since(began))
 	} else {
@@ -366,6 +388,9 @@ func (ix *index) startWatches(ctx context.Context) error {
 		return nil
 	})
 	ready := make(chan string, len(ix.names))
+	ix.mu.Lock()
+	gen := ix.gen
+	ix.mu.Unlock()
 	for _, name := range ix.names {
 		kv := ix.kvs[name]
 		ix.mu.Lock()
@@ -384,7 +409,7 @@ func (ix *index) startWatches(ctx context.Context) error {
 			return fmt.Errorf("watch %s: %w", name, err)
 		}
 		ix.watchGroup.Add(1)
-		go ix.follow(wctx, name, w, start, ready)
+		go ix.follow(wctx, name, gen, w, start, ready)
 	}
 	for range ix.names {
 		select {
@@ -426,8 +451,10 @@ func (ix *index) verify(ctx context.Context) (string, error) {
 
 // follow applies one bucket's watch to the index in batches. start is the
 // bucket's last revision before the watch began: once the initial values are
-// in, the index holds at least that.
-func (ix *index) follow(ctx context.Context, bucket string, w jetstream.KeyWatcher, start uint64, ready chan<- string) {
+// in, the index holds at least that. gen is the rebuild generation that
+// started the watch; if the watch ends on its own (the library gave up
+// recreating its consumer: the stream was deleted), the index is rebuilt.
+func (ix *index) follow(ctx context.Context, bucket string, gen uint64, w jetstream.KeyWatcher, start uint64, ready chan<- string) {
 	defer ix.watchGroup.Done()
 	defer func() {
 		_ = w.Stop()
@@ -454,6 +481,13 @@ func (ix *index) follow(ctx context.Context, bucket string, w jetstream.KeyWatch
 			return
 		case e, ok := <-updates:
 			if !ok {
+				if ctx.Err() == nil {
+					ix.log.Warn("index: the watch ended; rebuilding", "bucket", bucket)
+					ix.requestRebuild(gen, bucket, "the watch of "+bucket+" ended")
+				}
+				if !signalled {
+					ready <- bucket // the rebuild waiting for it fails and goes again
+				}
 				return
 			}
 			first = e
@@ -585,6 +619,12 @@ func (ix *index) advance(bucket string, rev uint64) {
 // sync waits until the index holds every write made to buckets before the
 // call. The buckets' last revisions are asked for at once; a watch lagging
 // past syncTimeout is logged and the query goes on.
+//
+// The same answers tell whether a bucket was recreated under the index (its
+// stream's creation time changed, or it ends before what the index applied)
+// or is gone; then the index is rebuilt (index_live.go) and the query waits
+// for that, up to rebuildWait, before asking again. It is answered from the
+// new bucket, or gets errRebuilding (503, try again).
 func (ix *index) sync(ctx context.Context, buckets ...string) error {
 	calls := make([]*revCall, len(buckets))
 	for i, name := range buckets {
@@ -595,38 +635,83 @@ func (ix *index) sync(ctx context.Context, buckets ...string) error {
 		calls[i] = l.start(ix)
 	}
 	for i, c := range calls {
-		select {
-		case <-c.done:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		if c.err != nil {
-			return fmt.Errorf("index: %s: %w", buckets[i], c.err)
-		}
-		if err := ix.waitFor(ctx, buckets[i], c.rev); err != nil {
+		if err := ix.syncBucket(ctx, buckets[i], c); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (ix *index) waitFor(ctx context.Context, bucket string, rev uint64) error {
+// syncAttempts bounds how often one query asks for a bucket's last revision
+// again because a rebuild moved the index to another stream meanwhile.
+const syncAttempts = 4
+
+func (ix *index) syncBucket(ctx context.Context, bucket string, c *revCall) error {
+	for attempt := 0; attempt < syncAttempts; attempt++ {
+		if attempt > 0 {
+			if err := ix.waitRebuilt(ctx, bucket); err != nil {
+				return err
+			}
+			c = ix.revs[bucket].start(ix)
+		}
+		select {
+		case <-c.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		ix.mu.Lock()
+		gen, created, waits, resetting := ix.gen, ix.created[bucket], ix.waitsLocked(bucket), ix.resetting
+		ix.mu.Unlock()
+		switch {
+		case waits && !resetting && c.err == nil:
+			ix.kickRebuild() // it may be waiting for this bucket to exist
+			continue
+		case c.unsure || c.gen != gen || waits:
+			continue // a rebuild started or ended meanwhile: ask again after it
+		case c.err != nil:
+			if !isGone(c.err) {
+				return fmt.Errorf("index: %s: %w", bucket, c.err)
+			}
+			ix.requestRebuild(c.gen, bucket, "bucket "+bucket+" is gone")
+			continue
+		case c.created != created:
+			ix.requestRebuild(c.gen, bucket, "bucket "+bucket+" was recreated")
+			continue
+		case c.rev < c.applied:
+			ix.requestRebuild(c.gen, bucket, fmt.Sprintf("bucket %s ends at revision %d, before the index's %d", bucket, c.rev, c.applied))
+			continue
+		}
+		again, err := ix.waitFor(ctx, bucket, c.rev, gen)
+		if err != nil || !again {
+			return err
+		}
+	}
+	return errRebuilding()
+}
+
+// waitFor waits until the watch of bucket has applied rev. again says that a
+// rebuild started or ended meanwhile, so rev may belong to another stream.
+func (ix *index) waitFor(ctx context.Context, bucket string, rev, gen uint64) (again bool, err error) {
 	timer := time.NewTimer(syncTimeout)
 	defer timer.Stop()
 	for {
 		ix.mu.Lock()
 		applied, ch := ix.applied[bucket], ix.changed
+		moved := ix.gen != gen || ix.waitsLocked(bucket)
 		ix.mu.Unlock()
+		if moved {
+			return true, nil
+		}
 		if applied >= rev {
-			return nil
+			return false, nil
 		}
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return ctx.Err()
+			return false, ctx.Err()
 		case <-timer.C:
 			ix.log.Warn("index: watch is lagging; answering from the index as it is", "bucket", bucket, "applied", applied, "want", rev)
-			return nil
+			return false, nil
 		}
 	}
 }
@@ -644,10 +729,17 @@ type lastRev struct {
 	sent atomic.Uint64 // requests sent, for benchmarks
 }
 
+// revCall is one request for a bucket's stream info: its last revision and
+// creation time, and what the index followed just before it was sent (the
+// rebuild generation and the revision applied), to tell a recreated bucket.
 type revCall struct {
-	done chan struct{}
-	rev  uint64
-	err  error
+	done    chan struct{}
+	rev     uint64
+	created string
+	err     error
+	gen     uint64
+	applied uint64
+	unsure  bool // the file was being rebuilt: gen and applied say nothing
 }
 
 // start joins (or sends) a request sent after now.
@@ -679,11 +771,20 @@ func (l *lastRev) start(ix *index) *revCall {
 
 func (l *lastRev) run(ix *index, c *revCall) {
 	defer ix.wg.Done()
+	bucket := l.kv.Bucket()
 	for c != nil {
+		ix.mu.Lock()
+		c.gen, c.applied, c.unsure = ix.gen, ix.applied[bucket], ix.resetting
+		ix.mu.Unlock()
 		ctx, cancel := context.WithTimeout(ix.ctx, syncTimeout)
 		l.sent.Add(1)
-		c.rev, c.err = lastRevision(ctx, l.kv)
+		info, err := streamInfo(ctx, l.kv)
 		cancel()
+		if err != nil {
+			c.err = err
+		} else {
+			c.rev, c.created = info.State.LastSeq, streamCreated(info)
+		}
 		close(c.done)
 		l.mu.Lock()
 		c, l.next = l.next, nil
@@ -692,17 +793,47 @@ func (l *lastRev) run(ix *index, c *revCall) {
 	}
 }
 
-// view runs fn in a read transaction.
-func (ix *index) view(fn func(tx *bolt.Tx) error) error { return ix.db.View(fn) }
+// isGone says err is JetStream's answer about a bucket that does not exist.
+func isGone(err error) bool {
+	return errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrBucketNotFound)
+}
 
-// close stops the watches, waits for them, marks the file clean and closes it.
+// view runs fn in a read transaction of a fully built file. While a rebuild
+// loads it, view waits for that (up to rebuildWait) or fails with
+// errRebuilding.
+func (ix *index) view(fn func(tx *bolt.Tx) error) error {
+	for attempt := 0; ; attempt++ {
+		built := true
+		err := ix.db.View(func(tx *bolt.Tx) error {
+			// Checked in the transaction that reads: a rebuild empties the
+			// file and marks it built only once it is whole again.
+			if meta := tx.Bucket(metaBucket); meta == nil || string(meta.Get(keyBuilt)) != "1" {
+				built = false
+				return nil
+			}
+			return fn(tx)
+		})
+		switch {
+		case built:
+			return err
+		case attempt > 0:
+			return errRebuilding()
+		}
+		if err := ix.waitRebuilt(context.Background(), ""); err != nil {
+			return err
+		}
+	}
+}
+
+// close stops the watches and any rebuild, waits for them, marks the file
+// clean and closes it.
 func (ix *index) close() error {
 	ix.mu.Lock()
 	ix.closed = true
 	ix.mu.Unlock()
+	ix.cancel()  // ends the watches, a rebuild and the lastRev requests
+	ix.wg.Wait() // after it, nothing starts watches any more
 	ix.stopWatches()
-	ix.cancel()
-	ix.wg.Wait()
 	var err error
 	if ix.db != nil {
 		if ix.tmpDir == "" {
