@@ -105,8 +105,6 @@ func TestPresenceRebuiltAfterTheBucketIsLost(t *testing.T) {
 	gone.Close(websocket.StatusNormalClosure, "")
 	start := time.Now()
 	// The truth in KV: rebuilt from the gateways' live connections.
-	// (An api node running through the loss keeps its index of the old
-	// bucket: see the note in api/README.md.)
 	visible := func(user string) bool {
 		st, _, err := store.Get[model.Presence](context.Background(), kv(t, js), store.Key(user))
 		return err == nil && st.Visible()

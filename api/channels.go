@@ -359,7 +359,7 @@ func (s *Server) usersExist(ctx context.Context, ids []string) error {
 		return err
 	}
 	var missing []string
-	_ = s.idx.view(func(tx *bolt.Tx) error {
+	err := s.idx.view(func(tx *bolt.Tx) error {
 		for _, id := range ids {
 			if _, ok := readUser(tx, id); !ok && !slices.Contains(missing, id) {
 				missing = append(missing, id)
@@ -367,6 +367,9 @@ func (s *Server) usersExist(ctx context.Context, ids []string) error {
 		}
 		return nil
 	})
+	if err != nil {
+		return err // the index is being rebuilt: retryable
+	}
 	if len(missing) > 0 {
 		return apierror.Input("the following users don't exist: %s", strings.Join(missing, ", "))
 	}

@@ -190,11 +190,14 @@ func (s *Server) deleteChannelType(c echo.Context) error {
 		return err
 	}
 	inUse := false
-	_ = s.idx.view(func(tx *bolt.Tx) error {
+	err := s.idx.view(func(tx *bolt.Tx) error {
 		k, _ := tx.Bucket([]byte(store.BucketChannels)).Cursor().Seek([]byte(store.Key(name) + "."))
 		inUse = k != nil && len(k) > len(name) && string(k[:len(name)+1]) == store.Key(name)+"."
 		return nil
 	})
+	if err != nil {
+		return err // the index is being rebuilt: retryable
+	}
 	if inUse {
 		return apierror.Input("channel type %s still has channels; delete them first", name)
 	}
