@@ -602,8 +602,7 @@ func (s *Server) deleteChannel(c echo.Context) error {
 			return apierror.NotAllowed("user %s may not delete channel %s", cl.user, ch.CID())
 		}
 		err = s.st.Channels.Delete(ctx, key, jetstream.LastRevision(rev))
-		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
+		if store.IsConflict(err) {
 			continue // changed meanwhile: check again
 		}
 		if err != nil {

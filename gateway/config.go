@@ -66,7 +66,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.HealthTimeout, "health-timeout", 70*time.Second, "close a socket silent for this long")
 	fs.DurationVar(&c.ActiveInterval, "active-interval", 15*time.Minute, "how often a live connection refreshes last_active")
 	fs.DurationVar(&c.LeaseTTL, "lease-ttl", 10*time.Second, "a node silent for this long has its users taken offline")
-	fs.DurationVar(&c.LeaseInterval, "lease-interval", 2*time.Second, "how often the node renews its lease")
+	fs.DurationVar(&c.LeaseInterval, "lease-interval", time.Second, "how often the node renews its lease (at most a tenth of the TTL)")
 	fs.DurationVar(&c.PingInterval, "ping-interval", 5*time.Second, "how often each socket is pinged")
 	fs.DurationVar(&c.PingTimeout, "ping-timeout", 10*time.Second, "close a socket whose ping is not answered within this")
 	fs.DurationVar(&c.DrainWindow, "drain-window", 10*time.Second, "on shutdown, close sockets spread over this window (0: all at once)")
@@ -98,8 +98,11 @@ func (c *Config) defaults() {
 		c.LeaseTTL = d.LeaseTTL
 	}
 	if c.LeaseInterval <= 0 {
-		c.LeaseInterval = min(d.LeaseInterval, c.LeaseTTL/5)
+		c.LeaseInterval = d.LeaseInterval
 	}
+	// Workers expire a lease silent for 80% of its TTL: renewals must come
+	// far more often than that.
+	c.LeaseInterval = min(c.LeaseInterval, c.LeaseTTL/10)
 	if c.PingInterval <= 0 {
 		c.PingInterval = d.PingInterval
 	}

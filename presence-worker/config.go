@@ -36,7 +36,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Shards, "shards", 64, "users processed concurrently")
 	fs.DurationVar(&c.ActiveInterval, "active-interval", 15*time.Minute, "how often a live connection refreshes last_active")
 	fs.IntVar(&c.Replicas, "replicas", 1, "replicas of JetStream streams and buckets")
-	fs.DurationVar(&c.LeaseCheck, "lease-check", time.Second, "how often gateway leases are checked for expiry")
+	fs.DurationVar(&c.LeaseCheck, "lease-check", 250*time.Millisecond, "how often gateway leases are checked for expiry")
 	fs.DurationVar(&c.OfflineGrace, "offline-grace", 0, "delay every offline transition by this much (0: offline at once)")
 	fs.IntVar(&c.MaxAckPending, "max-ack-pending", 20000, "input events in flight to all workers at once")
 }
@@ -52,7 +52,7 @@ func (c *Config) defaults() {
 		c.MaxAckPending = 20000
 	}
 	if c.LeaseCheck <= 0 {
-		c.LeaseCheck = time.Second
+		c.LeaseCheck = 250 * time.Millisecond
 	}
 	if c.ActiveInterval <= 0 {
 		c.ActiveInterval = 15 * time.Minute

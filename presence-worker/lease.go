@@ -35,14 +35,22 @@ func (l *leases) seen(node string, lease model.Lease, rev uint64) {
 	l.nodes[node] = &leaseSeen{lease: lease, rev: rev, at: l.now()}
 }
 
-// lapsed returns the leases not renewed within their TTL and not yet expired.
+// silenceAllowed is how long a lease may go unrenewed before it is
+// expired: 80% of its TTL. The node may have died just after its last
+// renewal, and the check and the sweep take time too, so waiting the whole
+// TTL would take its users offline only after the TTL has passed, not
+// within it (I4). A live gateway renews every TTL/10, so it would have to
+// miss eight renewals in a row.
+func silenceAllowed(ttl time.Duration) time.Duration { return ttl * 8 / 10 }
+
+// lapsed returns the leases not renewed in time and not yet expired.
 func (l *leases) lapsed() map[string]leaseSeen {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	out := map[string]leaseSeen{}
 	now := l.now()
 	for node, s := range l.nodes {
-		if !s.lease.Expired && s.lease.TTL > 0 && now.Sub(s.at) > s.lease.TTL {
+		if !s.lease.Expired && s.lease.TTL > 0 && now.Sub(s.at) > silenceAllowed(s.lease.TTL) {
 			out[node] = *s
 		}
 	}

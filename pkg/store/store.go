@@ -163,6 +163,9 @@ func retry(ctx context.Context, op func(ctx context.Context) error) error {
 	}
 }
 
+// errCodeClusterNoPeers is JetStream's "no suitable peers for placement".
+const errCodeClusterNoPeers jetstream.ErrorCode = 10005
+
 func transient(err error) bool {
 	var apiErr *jetstream.APIError
 	switch {
@@ -170,8 +173,9 @@ func transient(err error) bool {
 		errors.Is(err, jetstream.ErrNoHeartbeat), errors.Is(err, nats.ErrConnectionReconnecting):
 		return true
 	case errors.As(err, &apiErr):
-		// 503: JetStream or the cluster not ready; 500: e.g. no leader yet.
-		return apiErr.Code == 503 || apiErr.Code == 500
+		// 503: JetStream or the cluster not ready; 500: e.g. no leader yet;
+		// 10005: no peers for placement yet (a peer still joining).
+		return apiErr.Code == 503 || apiErr.Code == 500 || apiErr.ErrorCode == errCodeClusterNoPeers
 	}
 	return false
 }
@@ -267,7 +271,7 @@ func Update[T any](ctx context.Context, kv jetstream.KeyValue, key string, fn fu
 		if err == nil {
 			return v, newRev, true, nil
 		}
-		if !isConflict(err) {
+		if !IsConflict(err) {
 			return v, 0, false, err
 		}
 		if ctx.Err() != nil {
@@ -277,9 +281,13 @@ func Update[T any](ctx context.Context, kv jetstream.KeyValue, key string, fn fu
 	}
 }
 
-func isConflict(err error) bool {
+// IsConflict reports a lost compare-and-set: someone else wrote first.
+func IsConflict(err error) bool {
 	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
+	// Replicated buckets (R>1) answer a lost compare-and-set with the
+	// "constant" variant of the code.
+	if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
 		return true
 	}
 	return errors.Is(err, jetstream.ErrKeyExists)
