@@ -15,6 +15,7 @@ import (
 	"github.com/presencehq/presence/pkg/model"
 	"github.com/presencehq/presence/pkg/store"
 	"github.com/presencehq/presence/pkg/token"
+	"github.com/presencehq/presence/pkg/watch"
 )
 
 // connectUser opens an SDK-like socket for user and waits for connection.ok.
@@ -99,6 +100,9 @@ func TestPresenceRebuiltAfterTheBucketIsLost(t *testing.T) {
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
+
+	// A watcher of the three, who must learn that cat left during the loss.
+	events := watcher(t, p, nc, "wat", "ann", "bob", "cat")
 	if err := js.DeleteKeyValue(context.Background(), store.BucketPresence); err != nil {
 		t.Fatal(err)
 	}
@@ -113,6 +117,17 @@ func TestPresenceRebuiltAfterTheBucketIsLost(t *testing.T) {
 		return visible("ann") && visible("bob") && !visible("cat")
 	})
 	t.Logf("rebuilt %v after the bucket was deleted", time.Since(start).Round(time.Millisecond))
+	for deadline := time.After(10 * time.Second); ; {
+		select {
+		case ev := <-events:
+			if ev.user == "cat" && !ev.online {
+				goto told
+			}
+		case <-deadline:
+			t.Fatal("the watcher was never told that cat went offline during the loss")
+		}
+	}
+told:
 
 	// The api node, running through the loss, rebuilds its index from the
 	// new bucket and agrees (a query may get a retryable 503 meanwhile).
@@ -141,3 +156,54 @@ func (nilKV) Get(context.Context, string) (jetstream.KeyValueEntry, error) {
 }
 
 func (nilKV) Bucket() string { return store.BucketPresence }
+
+type seen struct {
+	user   string
+	online bool
+}
+
+// watcher connects user and watches others through the owning gateway; it
+// returns the presence events the socket receives.
+func watcher(t *testing.T, p *Presence, nc *nats.Conn, user string, others ...string) <-chan seen {
+	t.Helper()
+	tok, _ := token.ForUser(p.Secret, user)
+	payload, _ := json.Marshal(map[string]any{"user_id": user, "user_details": map[string]any{"id": user}})
+	q := url.Values{"json": {string(payload)}, "api_key": {p.cfg.APIKey}, "authorization": {tok}}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, p.WSURL()+"/connect?"+q.Encode(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ws.CloseNow() })
+	var ok struct {
+		ConnectionID string `json:"connection_id"`
+	}
+	_, b, err := ws.Read(ctx)
+	if err != nil || json.Unmarshal(b, &ok) != nil || ok.ConnectionID == "" {
+		t.Fatalf("watcher connect: %s %v", b, err)
+	}
+	if err := watch.Send(ctx, nc, watch.Request{ConnID: ok.ConnectionID, UserID: user, Users: others}); err != nil {
+		t.Fatal(err)
+	}
+	out := make(chan seen, 100)
+	go func() {
+		for {
+			_, b, err := ws.Read(context.Background())
+			if err != nil {
+				return
+			}
+			var ev struct {
+				Type string `json:"type"`
+				User struct {
+					ID     string `json:"id"`
+					Online bool   `json:"online"`
+				} `json:"user"`
+			}
+			if json.Unmarshal(b, &ev) == nil && ev.Type == "user.presence.changed" {
+				out <- seen{ev.User.ID, ev.User.Online}
+			}
+		}
+	}()
+	return out
+}

@@ -2,9 +2,8 @@ package worker
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -13,10 +12,6 @@ import (
 	"github.com/presencehq/presence/pkg/store"
 	"github.com/presencehq/presence/pkg/subject"
 )
-
-// sentinelKey marks the presence bucket as intact. User keys never hold a
-// '.', so it cannot collide with a user.
-const sentinelKey = "presence.sentinel"
 
 // watchForLoss finds a lost presence state: JetStream can lose acknowledged
 // writes in some faults, and an operator can delete or purge the bucket.
@@ -42,9 +37,14 @@ func (w *Worker) watchForLoss() {
 }
 
 func (w *Worker) checkSentinel(ctx context.Context) error {
-	_, err := w.st.Presence.Get(ctx, sentinelKey)
+	e, err := w.st.Presence.Get(ctx, store.SentinelKey)
 	switch {
 	case err == nil:
+		if rest, ok := strings.CutPrefix(string(e.Value()), "rebuilt:"); ok {
+			if at, perr := time.Parse(time.RFC3339Nano, rest); perr == nil {
+				w.rebuiltAt.Store(at.UnixNano())
+			}
+		}
 		return nil
 	case errors.Is(err, jetstream.ErrBucketNotFound), errors.Is(err, jetstream.ErrStreamNotFound),
 		errors.Is(err, nats.ErrNoResponders): // a direct get on a deleted bucket
@@ -55,14 +55,26 @@ func (w *Worker) checkSentinel(ctx context.Context) error {
 	case !errors.Is(err, jetstream.ErrKeyNotFound):
 		return err
 	}
-	token := make([]byte, 8)
-	_, _ = rand.Read(token)
-	if _, err := w.st.Presence.Create(ctx, sentinelKey, []byte(hex.EncodeToString(token))); err != nil {
+	now := time.Now().UTC()
+	if _, err := w.st.Presence.Create(ctx, store.SentinelKey, []byte("rebuilt:"+now.Format(time.RFC3339Nano))); err != nil {
 		if errors.Is(err, jetstream.ErrKeyExists) {
 			return nil // another worker got there first and asks the gateways
 		}
 		return err
 	}
-	w.log.Warn("presence state missing or new: asking every gateway to re-announce its connections")
+	w.rebuiltAt.Store(now.UnixNano())
+	w.log.Warn("presence state was lost: asking every gateway to re-announce its connections")
 	return w.nc.Publish(subject.Reannounce, nil)
+}
+
+// rebuildWindow is how long after the presence state was (re)created a
+// user's first state write tells watchers the user's state even if it is
+// no transition: watchers may still believe what the lost state said (a
+// user who left during the loss would otherwise stay online for them).
+const rebuildWindow = 2 * time.Minute
+
+// rebuilding reports whether the presence state was recreated recently.
+func (w *Worker) rebuilding() bool {
+	at := w.rebuiltAt.Load()
+	return at != 0 && time.Since(time.Unix(0, at)) < rebuildWindow
 }

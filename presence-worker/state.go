@@ -94,6 +94,9 @@ func apply(p *model.Presence, ev connevent.Event, epochOf epochs) (changed, tran
 			touch(p, ev.At)
 		}
 	}
+	if transition {
+		p.LastEventAt = ev.At
+	}
 	return transition || !samePresence(before, *p), transition
 }
 
@@ -164,6 +167,7 @@ func clonePresence(p model.Presence) model.Presence {
 func samePresence(a, b model.Presence) bool {
 	return a.Invisible == b.Invisible && a.InvisibleRev == b.InvisibleRev && a.Online == b.Online &&
 		a.Version == b.Version && a.LastEvent == b.LastEvent && a.ProfileRev == b.ProfileRev && a.LastActive.Equal(b.LastActive) &&
+		a.LastEventAt.Equal(b.LastEventAt) &&
 		maps.EqualFunc(a.Conns, b.Conns, func(x, y model.Conn) bool {
 			return x.Node == y.Node && x.Epoch == y.Epoch && x.OpenedAt.Equal(y.OpenedAt)
 		}) &&

@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -39,6 +40,9 @@ type Worker struct {
 	js     jetstream.JetStream
 	st     *store.Store
 	router *route.Router
+
+	// rebuiltAt is when the presence state was last (re)created (unix ns).
+	rebuiltAt atomic.Int64
 
 	epochMu sync.RWMutex
 	epochs  map[string]uint64
@@ -266,6 +270,13 @@ func (w *Worker) applyEvent(ctx context.Context, ev connevent.Event, redelivery 
 			apply(p, *seeded, w.epochOf)
 		}
 		changed, t := apply(p, ev, w.epochOf)
+		if !exists && !t && w.rebuilding() {
+			// The state was lost moments ago: tell watchers where this user
+			// stands now, whatever the lost state had told them.
+			p.Version = nextVersion(p.Version, ev.At)
+			p.LastEvent, p.LastEventAt = presenceChanged, ev.At
+			changed, t = true, true
+		}
 		transition = t
 		if !changed {
 			return store.ErrUnchanged
@@ -308,12 +319,17 @@ func (w *Worker) emit(ctx context.Context, user string, p model.Presence) error 
 	if err != nil {
 		return err
 	}
-	typ := p.LastEvent
+	now := time.Now().UTC()
+	return w.publish(user, profile, p, p.LastEvent, p.Version, cids, now)
+}
+
+func (w *Worker) publish(user string, profile model.User, p model.Presence, typ string, version uint64, cids []string, now time.Time) error {
 	if typ == "" {
 		typ = presenceChanged
 	}
-	ev := event.Event{Type: typ, User: model.View(profile, p, model.Other), CreatedAt: time.Now().UTC()}
-	return event.Publish(w.nc, event.Meta{User: user, Stream: event.StreamPresence, Version: p.Version, CIDs: cids}, ev.Encode())
+	view := model.View(profile, p, model.Other)
+	ev := event.Event{Type: typ, User: view, CreatedAt: now}
+	return event.Publish(w.nc, event.Meta{User: user, Stream: event.StreamPresence, Version: version, CIDs: cids}, ev.Encode())
 }
 
 func (w *Worker) epochOf(node string) uint64 {

@@ -26,6 +26,8 @@ type Presence struct {
 	LastEvent string `json:"last_event,omitempty"`
 	// ProfileRev is the newest profile revision announced to watchers.
 	ProfileRev uint64 `json:"profile_rev,omitempty"`
+	// LastEventAt is when the event Version stands for happened.
+	LastEventAt time.Time `json:"last_event_at,omitzero"`
 }
 
 // Conn is one live connection.

@@ -34,6 +34,16 @@ const (
 	BucketNodes        = "presence_nodes"
 )
 
+// SentinelKey marks the presence state intact: a missing sentinel means the
+// state was lost (bucket deleted or purged, writes lost) and must be rebuilt
+// from the gateways. Its value is SentinelGenesis for a state that started
+// empty with the system, or "rebuilt:<RFC 3339 time>" after a loss. User
+// keys never hold a '.', so it cannot collide with a user.
+const (
+	SentinelKey     = "presence.sentinel"
+	SentinelGenesis = "genesis"
+)
+
 // ErrNotFound is returned for a missing record.
 var ErrNotFound = errors.New("not found")
 
@@ -95,6 +105,12 @@ func Setup(ctx context.Context, js jetstream.JetStream, o Options) (*Store, erro
 		Duplicates: min(2*time.Minute, maxAge),
 		Discard:    jetstream.DiscardOld,
 	}
+	// A system whose input stream does not exist yet is new: its presence
+	// state starts empty for real, not because it was lost.
+	fresh := false
+	if _, err := js.Stream(ctx, StreamInput); errors.Is(err, jetstream.ErrStreamNotFound) {
+		fresh = true
+	}
 	err := retry(ctx, func(ctx context.Context) error {
 		var err error
 		if o.ActiveInterval > 0 {
@@ -124,6 +140,12 @@ func Setup(ctx context.Context, js jetstream.JetStream, o Options) (*Store, erro
 		})
 		if err != nil {
 			return nil, fmt.Errorf("store: bucket %s: %w", b.name, err)
+		}
+	}
+	if fresh {
+		// Marks the presence state intact from the start (see Sentinel).
+		if _, err := s.Presence.Create(ctx, SentinelKey, []byte(SentinelGenesis)); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+			return nil, fmt.Errorf("store: presence sentinel: %w", err)
 		}
 	}
 	for _, ct := range model.DefaultChannelTypes(time.Now().UTC()) {
