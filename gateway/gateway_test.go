@@ -314,3 +314,39 @@ func TestLiveConnectionRefreshesLastActive(t *testing.T) {
 		t.Fatalf("second input event = %+v, want an active refresh of the connection", evs[1])
 	}
 }
+
+// TestEventWaitsForItsRacingPredecessor: two workers publish one user's
+// consecutive events; the newer (naming its predecessor) arrives first. The
+// gateway holds it until the predecessor comes, so the watcher sees both in
+// order instead of the older being dropped as stale (I2). A predecessor that
+// never comes only delays the event.
+func TestEventWaitsForItsRacingPredecessor(t *testing.T) {
+	h := newHarness(t)
+	ws, first := h.dial("watcher", userToken(t, "watcher"), testKey, nil)
+	readFrame(t, ws) // health.check
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := watch.Send(ctx, h.nc, watch.Request{ConnID: first["connection_id"].(string), UserID: "watcher", Users: []string{"ann"}}); err != nil {
+		t.Fatal(err)
+	}
+	send := func(v, prev uint64, online bool) {
+		ev := event.Event{Type: event.PresenceChanged, User: map[string]any{"id": "ann", "online": online}}
+		if err := event.Publish(h.nc, event.Meta{User: "ann", Stream: event.StreamPresence, Version: v, Prev: prev}, ev.Encode()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(1, 0, true)
+	send(3, 2, true)  // overtook its predecessor
+	send(2, 1, false) // the predecessor, a moment later
+	send(5, 4, false) // names a predecessor that never comes
+	var got []any
+	for len(got) < 4 {
+		f := readFrame(t, ws)
+		if f["type"] == event.PresenceChanged {
+			got = append(got, f["user"].(map[string]any)["online"])
+		}
+	}
+	if want := []any{true, false, true, false}; !equal(got, want) {
+		t.Fatalf("watcher got %v, want %v", got, want)
+	}
+}

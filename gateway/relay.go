@@ -23,6 +23,10 @@ type relay struct {
 	in   chan *nats.Msg
 	done chan struct{}
 	wg   sync.WaitGroup
+	// held are events waiting for their predecessor, by dedup key; released
+	// gets a key when its hold ends. Both belong to the loop.
+	held     map[string][]*nats.Msg
+	released chan string
 
 	mu     sync.Mutex
 	byUser map[string]map[*conn]struct{}
@@ -34,12 +38,14 @@ type relay struct {
 func newRelay(nc *nats.Conn, log *slog.Logger) (*relay, error) {
 	r := &relay{
 		nc: nc, log: log,
-		in:     make(chan *nats.Msg, 65536),
-		done:   make(chan struct{}),
-		byUser: map[string]map[*conn]struct{}{},
-		byCID:  map[string]map[*conn]struct{}{},
-		subs:   map[string]*nats.Subscription{},
-		seen:   newVersions(2 * time.Minute),
+		in:       make(chan *nats.Msg, 65536),
+		released: make(chan string, 1024),
+		held:     map[string][]*nats.Msg{},
+		done:     make(chan struct{}),
+		byUser:   map[string]map[*conn]struct{}{},
+		byCID:    map[string]map[*conn]struct{}{},
+		subs:     map[string]*nats.Subscription{},
+		seen:     newVersions(2 * time.Minute),
 	}
 	r.wg.Add(1)
 	go r.loop()
@@ -64,8 +70,75 @@ func (r *relay) loop() {
 		case <-r.done:
 			return
 		case msg := <-r.in:
-			r.deliver(msg)
+			r.route(msg)
+		case key := <-r.released:
+			r.flush(key)
 		}
+	}
+}
+
+// holdFor is the longest an event waits for its predecessor. Two workers
+// publishing one user's consecutive events race by milliseconds; when the
+// predecessor never comes (this node did not watch the user back then), the
+// event is only this much late.
+const holdFor = 100 * time.Millisecond
+
+// route delivers an event, unless it names a recent predecessor this node
+// has not delivered yet: then it waits (up to holdFor) so the two reach
+// watchers in order instead of the older one being dropped as stale (I2).
+func (r *relay) route(msg *nats.Msg) {
+	m, ok := event.ReadMeta(msg)
+	if !ok {
+		return
+	}
+	key := string(m.Stream) + "\x00" + m.User
+	if m.Prev != 0 {
+		r.mu.Lock()
+		last := r.seen.last(key)
+		r.mu.Unlock()
+		if last < m.Prev {
+			if len(r.held[key]) == 0 {
+				time.AfterFunc(holdFor, func() { r.release(key) })
+			}
+			r.held[key] = append(r.held[key], msg)
+			return
+		}
+	}
+	r.deliver(msg)
+	if m.Version >= r.waitingFor(key) {
+		r.flush(key)
+	}
+}
+
+// waitingFor is the lowest predecessor the events held for key wait for.
+func (r *relay) waitingFor(key string) uint64 {
+	low := uint64(0)
+	for _, h := range r.held[key] {
+		if m, ok := event.ReadMeta(h); ok && (low == 0 || m.Prev < low) {
+			low = m.Prev
+		}
+	}
+	if low == 0 {
+		return ^uint64(0)
+	}
+	return low
+}
+
+// flush delivers the events held for key, in the order they came.
+func (r *relay) flush(key string) {
+	held := r.held[key]
+	delete(r.held, key)
+	for _, h := range held {
+		r.deliver(h)
+	}
+}
+
+// release ends a hold (on a timer goroutine): the loop delivers what was
+// held.
+func (r *relay) release(key string) {
+	select {
+	case r.released <- key:
+	case <-r.done:
 	}
 }
 
@@ -210,6 +283,17 @@ type delivery struct {
 
 func newVersions(period time.Duration) *versions {
 	return &versions{period: period, rotated: time.Now(), cur: map[string]*delivery{}, prev: map[string]*delivery{}, now: time.Now}
+}
+
+// last is the newest version seen for key (0 if none).
+func (s *versions) last(key string) uint64 {
+	if d, ok := s.cur[key]; ok {
+		return d.version
+	}
+	if d, ok := s.prev[key]; ok {
+		return d.version
+	}
+	return 0
 }
 
 // deliveries returns the set of connections version v of key was delivered

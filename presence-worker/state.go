@@ -95,6 +95,7 @@ func apply(p *model.Presence, ev connevent.Event, epochOf epochs) (changed, tran
 		}
 	}
 	if transition {
+		p.PrevVersion, p.PrevAt = before.Version, before.LastEventAt
 		p.LastEventAt = ev.At
 	}
 	return transition || !samePresence(before, *p), transition

@@ -320,16 +320,25 @@ func (w *Worker) emit(ctx context.Context, user string, p model.Presence) error 
 		return err
 	}
 	now := time.Now().UTC()
-	return w.publish(user, profile, p, p.LastEvent, p.Version, cids, now)
+	var prev uint64
+	if p.PrevVersion != 0 && now.Sub(p.PrevAt) < racingWindow {
+		prev = p.PrevVersion // may still be in flight from another worker
+	}
+	return w.publish(user, profile, p, p.LastEvent, p.Version, prev, cids, now)
 }
 
-func (w *Worker) publish(user string, profile model.User, p model.Presence, typ string, version uint64, cids []string, now time.Time) error {
+// racingWindow is how recent a user's previous event must be for its
+// successor to name it: two workers publishing one user's consecutive events
+// race only within milliseconds.
+const racingWindow = time.Second
+
+func (w *Worker) publish(user string, profile model.User, p model.Presence, typ string, version, prev uint64, cids []string, now time.Time) error {
 	if typ == "" {
 		typ = presenceChanged
 	}
 	view := model.View(profile, p, model.Other)
 	ev := event.Event{Type: typ, User: view, CreatedAt: now}
-	return event.Publish(w.nc, event.Meta{User: user, Stream: event.StreamPresence, Version: version, CIDs: cids}, ev.Encode())
+	return event.Publish(w.nc, event.Meta{User: user, Stream: event.StreamPresence, Version: version, Prev: prev, CIDs: cids}, ev.Encode())
 }
 
 func (w *Worker) epochOf(node string) uint64 {

@@ -63,6 +63,7 @@ const (
 	HeaderUser    = "Presence-User"
 	HeaderStream  = "Presence-Stream"
 	HeaderVersion = "Presence-Version"
+	HeaderPrev    = "Presence-Prev-Version"
 )
 
 // Meta is what a gateway needs to route and deduplicate a relayed event.
@@ -73,6 +74,10 @@ type Meta struct {
 	// CIDs are the channels ("type:id") to publish the event on, besides the
 	// user's own subject.
 	CIDs []string
+	// Prev is the version of the user's previous event when that event is
+	// so recent it may still be on its way from another worker; gateways
+	// hold this event back briefly until Prev is delivered (I2).
+	Prev uint64
 }
 
 // Publish sends payload on the user's subject and on each channel's subject.
@@ -81,6 +86,9 @@ func Publish(nc *nats.Conn, m Meta, payload []byte) error {
 	h.Set(HeaderUser, m.User)
 	h.Set(HeaderStream, string(m.Stream))
 	h.Set(HeaderVersion, strconv.FormatUint(m.Version, 10))
+	if m.Prev != 0 {
+		h.Set(HeaderPrev, strconv.FormatUint(m.Prev, 10))
+	}
 	if err := nc.PublishMsg(&nats.Msg{Subject: subject.UserEvents(m.User), Header: h, Data: payload}); err != nil {
 		return err
 	}
@@ -101,5 +109,6 @@ func ReadMeta(msg *nats.Msg) (Meta, bool) {
 		return m, false
 	}
 	m.Version = v
+	m.Prev, _ = strconv.ParseUint(msg.Header.Get(HeaderPrev), 10, 64)
 	return m, true
 }
