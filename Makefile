@@ -6,7 +6,7 @@ MODULES  := pkg gateway presence-worker api allinone cluster
 PACKAGES := $(addsuffix /...,$(addprefix ./,$(MODULES)))
 GO       ?= go
 
-.PHONY: run test check unit e2e-deps fuzz fuzz-short build clean cluster
+.PHONY: run test check unit e2e-deps fuzz fuzz-short build clean cluster chaos
 
 FUZZTIME ?= 10m
 
@@ -55,3 +55,16 @@ cluster:
 	mkdir -p bin
 	$(GO) build -o bin/ ./cluster/cmd/presence-cluster
 	exec env GO='$(GO)' ./bin/presence-cluster -build
+
+# The chaos scenarios of cluster/chaos at full size, each on a fresh cluster
+# of processes on loopback: kill -9 of a gateway (10 runs), a silent client,
+# kill -9 of a worker mid-stream, kill -9 of a NATS node, a graceful drain, a
+# reconnect storm of 6,000 clients, closes racing reconnects, the presence
+# bucket deleted and purged. Prints a markdown table (README, "Operations:
+# failure behaviour"); exits non-zero if an invariant broke. make test runs
+# the same scenarios scaled down (cluster/chaos_test.go).
+# CHAOS_ARGS: -run <regexp> (some scenarios), -logs <dir>, -out <file>.
+chaos:
+	mkdir -p bin
+	$(GO) build -o bin/ ./cluster/cmd/presence-chaos
+	env GO='$(GO)' ./bin/presence-chaos $(CHAOS_ARGS)

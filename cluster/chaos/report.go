@@ -1,0 +1,129 @@
+package chaos
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Result is what one scenario measured and what it found wrong.
+type Result struct {
+	// Scenario names the failure ("kill -9 gateway").
+	Scenario string
+	// Setup says what ran: sizes and settings.
+	Setup string
+	// Measured is the headline measurement, for the table.
+	Measured string
+	// Expected is the bound it is held to.
+	Expected string
+	// Violations are broken invariants: each fails a test.
+	Violations []string
+	// Findings are bugs the scenario observed but does not assert (a test
+	// under the chaosbug build tag does): reported in the table's notes.
+	Findings []Finding
+	// Took is how long the scenario ran.
+	Took time.Duration
+
+	mu sync.Mutex
+}
+
+// Violate records a broken invariant.
+func (r *Result) Violate(format string, args ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.Violations) < 50 {
+		r.Violations = append(r.Violations, fmt.Sprintf(format, args...))
+	} else if len(r.Violations) == 50 {
+		r.Violations = append(r.Violations, "… more violations left out")
+	}
+}
+
+// Finding is a bug a scenario observed without asserting it.
+type Finding struct {
+	// Kind names the bug, for the chaosbug test that asserts it.
+	Kind string
+	Text string
+}
+
+// Kinds of findings.
+const (
+	// WatchersAfterKVLoss: after the presence bucket is lost and rebuilt,
+	// watchers are left with a wrong state or receive a transition twice.
+	WatchersAfterKVLoss = "watchers-after-kv-loss"
+)
+
+// Find records a bug observed but not asserted.
+func (r *Result) Find(kind, format string, args ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.Findings = append(r.Findings, Finding{Kind: kind, Text: fmt.Sprintf(format, args...)})
+}
+
+// Ok says whether no invariant broke.
+func (r *Result) Ok() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.Violations) == 0
+}
+
+// Table renders results as a markdown table.
+func Table(results []*Result) string {
+	var b strings.Builder
+	b.WriteString("| failure | setup | measured | expected | result |\n")
+	b.WriteString("| --- | --- | --- | --- | --- |\n")
+	for _, r := range results {
+		status := "ok"
+		if len(r.Violations) > 0 {
+			status = fmt.Sprintf("**%d violation(s)**", len(r.Violations))
+		}
+		if len(r.Findings) > 0 {
+			status += fmt.Sprintf("; %d bug(s) found", len(r.Findings))
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", r.Scenario, cell(r.Setup), cell(r.Measured), cell(r.Expected), status)
+	}
+	var notes []string
+	for _, r := range results {
+		for _, v := range r.Violations {
+			notes = append(notes, fmt.Sprintf("- %s: violation: %s", r.Scenario, v))
+		}
+		for _, f := range r.Findings {
+			notes = append(notes, fmt.Sprintf("- %s: bug (%s): %s", r.Scenario, f.Kind, f.Text))
+		}
+	}
+	if len(notes) > 0 {
+		b.WriteString("\n" + strings.Join(notes, "\n") + "\n")
+	}
+	return b.String()
+}
+
+func cell(s string) string { return strings.ReplaceAll(s, "|", "\\|") }
+
+// Dur formats a duration for the table: ms below a second, else seconds
+// with two decimals.
+func Dur(d time.Duration) string {
+	if d < time.Second {
+		return fmt.Sprintf("%d ms", d.Milliseconds())
+	}
+	return fmt.Sprintf("%.2f s", d.Seconds())
+}
+
+// Quantile is the q-quantile (0..1, nearest rank) of ds.
+func Quantile(ds []time.Duration, q float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	i := int(q*float64(len(s))+0.5) - 1
+	return s[min(max(i, 0), len(s)-1)]
+}
+
+// P50Max formats the median and the maximum of ds.
+func P50Max(ds []time.Duration) string {
+	if len(ds) == 0 {
+		return "no samples"
+	}
+	return fmt.Sprintf("p50 %s, max %s", Dur(Quantile(ds, 0.5)), Dur(slices.Max(ds)))
+}
