@@ -80,8 +80,9 @@ func (r *relay) loop() {
 // holdFor is the longest an event waits for its predecessor. Two workers
 // publishing one user's consecutive events race by milliseconds; when the
 // predecessor never comes (this node did not watch the user back then), the
-// event is only this much late.
-const holdFor = 100 * time.Millisecond
+// event is only this much late. Generous, because a loaded machine delays
+// the slower worker by far more than the race itself takes.
+const holdFor = 500 * time.Millisecond
 
 // route delivers an event, unless it names a recent predecessor this node
 // has not delivered yet: then it waits (up to holdFor) so the two reach
