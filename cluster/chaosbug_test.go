@@ -10,6 +10,7 @@ package cluster_test
 // the scenario (and so part of make test) and the test goes.
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -42,4 +43,49 @@ func assertNoFinding(t *testing.T, res *chaos.Result, kind string) {
 func TestChaosBugKVPurgeWatchers(t *testing.T) {
 	sc := chaos.KVLossWith(chaos.KVLossParams{Stay: 20, Gone: 5, Off: 5, LeaseTTL: 5 * time.Second, LeaseCheck: time.Second, Purge: true})
 	assertNoFinding(t, runChaos(t, sc), chaos.WatchersAfterKVLoss)
+}
+
+// TestChaosBugTransitionOvertaken: a user's socket closes while a new one
+// opens (what every client does in a reconnect storm); the closed and
+// opened events are often applied by two workers, ordered by
+// compare-and-set, but each worker publishes after its own write, so the
+// newer event can reach a gateway first. The gateway now holds an event up
+// to 100 ms for a predecessor it has not delivered (Presence-Prev-Version);
+// under load that is not enough: at make chaos's size (500 users × 40
+// swaps, 2 cores) about 1 user sequence in 10 still shows the same state
+// twice in a row at both watchers — the transition between is lost to
+// them (I2). At make test's size (100 × 20) it no longer shows.
+func TestChaosBugTransitionOvertaken(t *testing.T) {
+	assertNoFinding(t, runChaos(t, chaos.Swap(chaos.Full)), chaos.TransitionOvertaken)
+}
+
+// TestChaosBugNATSKillTransitions: around the kill -9 of the NATS node
+// leading the input stream, a user's transition can go missing for a
+// watcher. Seen once in six make test runs: nk-u00019 connected through
+// gateway-2 right after the kill (a first attempt failed after 10 s with
+// "connect: publish opened … context deadline exceeded", which makes the
+// gateway publish a compensating close); its next connect got
+// connection.ok, but neither watcher received its online within 45 s, and
+// one received an extra offline ("… on off off"). Intermittent: this runs
+// the scenario three times.
+func TestChaosBugNATSKillTransitions(t *testing.T) {
+	for i := range 3 {
+		t.Run(fmt.Sprint(i+1), func(t *testing.T) {
+			assertNoFinding(t, runChaos(t, chaos.NATSKill(chaos.Small)), chaos.NATSKillTransitions)
+		})
+	}
+}
+
+// TestChaosBugOfflineWithinLease: I4 says a killed gateway's users are
+// offline within the lease TTL. Workers expire a lease silent for 80% of
+// it, which leaves 20% for the check and the sweep; but when the sweep's
+// first attempt fails (seen: "sweep gateway-1: nats: no responders
+// available for request" while the cluster was loaded, after another
+// worker's expiry announcement was refused with "duplicate message id is
+// in process", err_code 10158) it is retried a second later, and with a 3 s
+// lease the users read offline 3.43 s after kill -9. Intermittent: this
+// kills the gateway ten times.
+func TestChaosBugOfflineWithinLease(t *testing.T) {
+	sc := chaos.KillGatewayWith(chaos.KillGatewayParams{UsersPerGateway: 10, Runs: 10, LeaseTTL: 3 * time.Second})
+	assertNoFinding(t, runChaos(t, sc), chaos.LeaseOverrun)
 }

@@ -52,6 +52,17 @@ const (
 	// WatchersAfterKVLoss: after the presence bucket is lost and rebuilt,
 	// watchers are left with a wrong state or receive a transition twice.
 	WatchersAfterKVLoss = "watchers-after-kv-loss"
+	// TransitionOvertaken: two transitions of one user, applied by two
+	// workers in quick succession, reach a gateway out of order; it drops
+	// the older as stale, and its watchers get the same state twice in a
+	// row (the transition between is lost to them).
+	TransitionOvertaken = "transition-overtaken"
+	// NATSKillTransitions: around the kill of a NATS node, a transition
+	// never reaches a watcher, or reaches it twice.
+	NATSKillTransitions = "nats-kill-transitions"
+	// LeaseOverrun: after kill -9 of a gateway, its users read offline
+	// later than the lease TTL (I4), though within a second more.
+	LeaseOverrun = "lease-overrun"
 )
 
 // Find records a bug observed but not asserted.
@@ -68,28 +79,45 @@ func (r *Result) Ok() bool {
 	return len(r.Violations) == 0
 }
 
-// Table renders results as a markdown table.
+// Table renders results as a markdown table, then the violations and bugs
+// found (a few examples of each kind).
 func Table(results []*Result) string {
 	var b strings.Builder
 	b.WriteString("| failure | setup | measured | expected | result |\n")
 	b.WriteString("| --- | --- | --- | --- | --- |\n")
+	var notes []string
 	for _, r := range results {
 		status := "ok"
 		if len(r.Violations) > 0 {
 			status = fmt.Sprintf("**%d violation(s)**", len(r.Violations))
 		}
-		if len(r.Findings) > 0 {
-			status += fmt.Sprintf("; %d bug(s) found", len(r.Findings))
+		kinds := map[string][]string{}
+		var order []string
+		for _, f := range r.Findings {
+			if _, ok := kinds[f.Kind]; !ok {
+				order = append(order, f.Kind)
+			}
+			kinds[f.Kind] = append(kinds[f.Kind], f.Text)
+		}
+		for _, k := range order {
+			status += fmt.Sprintf("; bug: %s", k)
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", r.Scenario, cell(r.Setup), cell(r.Measured), cell(r.Expected), status)
-	}
-	var notes []string
-	for _, r := range results {
-		for _, v := range r.Violations {
+		for i, v := range r.Violations {
+			if i == 3 {
+				notes = append(notes, fmt.Sprintf("- %s: … %d more violations", r.Scenario, len(r.Violations)-3))
+				break
+			}
 			notes = append(notes, fmt.Sprintf("- %s: violation: %s", r.Scenario, v))
 		}
-		for _, f := range r.Findings {
-			notes = append(notes, fmt.Sprintf("- %s: bug (%s): %s", r.Scenario, f.Kind, f.Text))
+		for _, k := range order {
+			for i, text := range kinds[k] {
+				if i == 3 {
+					notes = append(notes, fmt.Sprintf("- %s: bug (%s): … %d more", r.Scenario, k, len(kinds[k])-3))
+					break
+				}
+				notes = append(notes, fmt.Sprintf("- %s: bug (%s): %s", r.Scenario, k, text))
+			}
 		}
 	}
 	if len(notes) > 0 {

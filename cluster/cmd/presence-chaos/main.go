@@ -112,11 +112,19 @@ func run(args []string, stdout, stderr io.Writer) (int, error) {
 			failed = true
 			keepLogs = true
 			fmt.Fprintf(stderr, "presence-chaos: %s FAILED; cluster log: %s\n", sc.Title, logFile)
-			for _, v := range res.Violations {
+			for i, v := range res.Violations {
+				if i == 10 {
+					fmt.Fprintf(stderr, "  … %d more violations\n", len(res.Violations)-10)
+					break
+				}
 				fmt.Fprintf(stderr, "  violation: %s\n", v)
 			}
 		}
-		for _, f := range res.Findings {
+		for i, f := range res.Findings {
+			if i == 5 {
+				fmt.Fprintf(stderr, "  … %d more bugs found\n", len(res.Findings)-5)
+				break
+			}
 			fmt.Fprintf(stderr, "  bug (%s): %s\n", f.Kind, f.Text)
 		}
 		fmt.Fprintf(stderr, "presence-chaos: %s: %s (took %s)\n", sc.Title, res.Measured, chaos.Dur(res.Took))
