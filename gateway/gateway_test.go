@@ -350,3 +350,36 @@ func TestEventWaitsForItsRacingPredecessor(t *testing.T) {
 		t.Fatalf("watcher got %v, want %v", got, want)
 	}
 }
+
+// TestHeldEventsAreDeliveredOldestFirst: two events wait for predecessors
+// that never come, the newer one having arrived first; when the hold ends
+// both are delivered, the older first (else it would be dropped as stale).
+func TestHeldEventsAreDeliveredOldestFirst(t *testing.T) {
+	h := newHarness(t)
+	ws, first := h.dial("watcher", userToken(t, "watcher"), testKey, nil)
+	readFrame(t, ws) // health.check
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := watch.Send(ctx, h.nc, watch.Request{ConnID: first["connection_id"].(string), UserID: "watcher", Users: []string{"ann"}}); err != nil {
+		t.Fatal(err)
+	}
+	send := func(v, prev uint64, online bool) {
+		ev := event.Event{Type: event.PresenceChanged, User: map[string]any{"id": "ann", "online": online}}
+		if err := event.Publish(h.nc, event.Meta{User: "ann", Stream: event.StreamPresence, Version: v, Prev: prev}, ev.Encode()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(1, 0, true)
+	send(4, 3, true)  // waits for 3
+	send(3, 2, false) // waits for 2, which never comes
+	var got []any
+	for len(got) < 3 {
+		f := readFrame(t, ws)
+		if f["type"] == event.PresenceChanged {
+			got = append(got, f["user"].(map[string]any)["online"])
+		}
+	}
+	if want := []any{true, false, true}; !equal(got, want) {
+		t.Fatalf("watcher got %v, want %v", got, want)
+	}
+}

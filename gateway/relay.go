@@ -1,7 +1,9 @@
 package gateway
 
 import (
+	"cmp"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -125,10 +127,17 @@ func (r *relay) waitingFor(key string) uint64 {
 	return low
 }
 
-// flush delivers the events held for key, in the order they came.
+// flush delivers the events held for key, oldest version first: held
+// events can arrive in any order, and an older one delivered after a newer
+// one would be dropped as stale.
 func (r *relay) flush(key string) {
 	held := r.held[key]
 	delete(r.held, key)
+	slices.SortStableFunc(held, func(a, b *nats.Msg) int {
+		ma, _ := event.ReadMeta(a)
+		mb, _ := event.ReadMeta(b)
+		return cmp.Compare(ma.Version, mb.Version)
+	})
 	for _, h := range held {
 		r.deliver(h)
 	}

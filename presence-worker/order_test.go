@@ -1,9 +1,16 @@
 package worker
 
 import (
+	"context"
+	"encoding/json"
+	"fmt"
 	"testing"
+	"time"
 
 	"github.com/presencehq/presence/pkg/connevent"
+	"github.com/presencehq/presence/pkg/model"
+	"github.com/presencehq/presence/pkg/store"
+	"github.com/presencehq/presence/pkg/subject"
 )
 
 // TestClosedBeforeOpenedKeepsTheInvisibleFlag: ann is online (visible) on
@@ -38,5 +45,41 @@ func TestClosedBeforeOpenedGivesTheSameLastActive(t *testing.T) {
 	reordered, _ := run([]connevent.Event{closed("a", 5), opened("a", 0)}, noEpochs)
 	if !inOrder.LastActive.Equal(reordered.LastActive) {
 		t.Fatalf("last_active in order %v, closed before opened %v", inOrder.LastActive, reordered.LastActive)
+	}
+}
+
+// TestAnotherWorkersRecentEventIsPublishedAgainFirst: ann's online was
+// written moments ago by another worker, which may not have published it
+// yet. This worker writes her offline next and publishes the online again
+// before it, on one connection, so a gateway can never get the offline
+// first and then drop the online as stale (I2).
+func TestAnotherWorkersRecentEventIsPublishedAgainFirst(t *testing.T) {
+	h := newHarness(t)
+	now := time.Now().UTC()
+	state := model.Presence{
+		Conns:  map[string]model.Conn{"c1": {Node: "gw", Epoch: 1, OpenedAt: now}},
+		Online: true, Version: 100, LastEvent: presenceChanged, LastEventAt: now, LastActive: now,
+		EmittedBy: "another-worker",
+	}
+	b, _ := json.Marshal(state)
+	if _, err := h.st.Presence.Put(context.Background(), store.Key("ann"), b); err != nil {
+		t.Fatal(err)
+	}
+	h.publish(ev(connevent.Closed, "ann", "c1"))
+	var got []string
+	for len(got) < 2 {
+		subj, v, online, _ := h.nextCopy()
+		if subj == subject.UserEvents("ann") {
+			got = append(got, fmt.Sprintf("v%d:%v", v, online))
+		}
+	}
+	if want := "[v1:true v2:false]"; fmt.Sprint(got) != want {
+		t.Fatalf("ann's subject carried %v, want %s (the other worker's online first)", got, want)
+	}
+
+	// Its own events it does not publish twice: the next transition comes alone.
+	h.publish(ev(connevent.Opened, "ann", "c2"))
+	if _, v, online, dup := h.nextCopy(); dup || v != 3 || !online {
+		t.Fatalf("next event v%d online=%v dup=%v, want v3 online, no copy of v2", v, online, dup)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -34,7 +35,9 @@ import (
 
 // Worker is one presence worker.
 type Worker struct {
-	cfg    Config
+	cfg Config
+	// id names this run of the worker in the states it writes (EmittedBy).
+	id     string
 	log    *slog.Logger
 	nc     *nats.Conn
 	js     jetstream.JetStream
@@ -72,6 +75,7 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Wor
 		return nil, err
 	}
 	w := &Worker{cfg: cfg, log: log, nc: nc, js: js, st: st, epochs: map[string]uint64{}, leases: newLeases()}
+	w.id = cfg.Name + "." + strconv.FormatInt(time.Now().UnixNano(), 36)
 	w.ctx, w.cancel = context.WithCancel(context.Background())
 	fail := func(err error) (*Worker, error) {
 		w.cancel()
@@ -255,7 +259,15 @@ func (w *Worker) applyEvent(ctx context.Context, ev connevent.Event, redelivery 
 	}
 	var transition bool
 	var seeded *connevent.Event
+	var pred *model.Presence
 	p, _, wrote, err := store.Update(ctx, w.st.Presence, store.Key(ev.User), func(p *model.Presence, exists bool) error {
+		pred = nil
+		if p.Version != 0 && p.EmittedBy != w.id && time.Since(p.LastEventAt) < predecessorWindow {
+			// Another worker wrote the last event moments ago and may not
+			// have published it yet: publish it again before ours.
+			c := clonePresence(*p)
+			pred = &c
+		}
 		if !exists && (ev.Kind == connevent.Opened || ev.Kind == connevent.Active) {
 			// A fresh state (a first connect, or one rebuilt after the bucket
 			// was lost) starts from the profile's invisible flag as it is
@@ -278,6 +290,9 @@ func (w *Worker) applyEvent(ctx context.Context, ev connevent.Event, redelivery 
 			changed, t = true, true
 		}
 		transition = t
+		if t {
+			p.EmittedBy = w.id
+		}
 		if !changed {
 			return store.ErrUnchanged
 		}
@@ -288,11 +303,11 @@ func (w *Worker) applyEvent(ctx context.Context, ev connevent.Event, redelivery 
 	}
 	switch {
 	case wrote && transition:
-		return w.emit(ctx, ev.User, p)
+		return w.emit(ctx, ev.User, p, pred)
 	case redelivery && p.Version > 0:
 		// We may have written the transition and died before emitting it:
 		// emit the current one again; gateways drop the duplicate (I2, I5).
-		return w.emit(ctx, ev.User, p)
+		return w.emit(ctx, ev.User, p, nil)
 	}
 	return nil
 }
@@ -307,8 +322,9 @@ func (w *Worker) profileVisibility(ctx context.Context, user string) (connevent.
 }
 
 // emit publishes the event p's current version stands for:
-// user.presence.changed or user.updated, with the user as others see them.
-func (w *Worker) emit(ctx context.Context, user string, p model.Presence) error {
+// user.presence.changed or user.updated, with the user as others see them;
+// first pred's, when another worker's event came just before it.
+func (w *Worker) emit(ctx context.Context, user string, p model.Presence, pred *model.Presence) error {
 	profile, _, err := store.Get[model.User](ctx, w.st.Users, store.Key(user))
 	if errors.Is(err, store.ErrNotFound) {
 		profile = model.User{ID: user, Role: "user"}
@@ -320,17 +336,33 @@ func (w *Worker) emit(ctx context.Context, user string, p model.Presence) error 
 		return err
 	}
 	now := time.Now().UTC()
-	var prev uint64
-	if p.PrevVersion != 0 && now.Sub(p.PrevAt) < racingWindow {
-		prev = p.PrevVersion // may still be in flight from another worker
+	if pred != nil {
+		if err := w.publish(user, profile, *pred, pred.LastEvent, pred.Version, recentPrev(*pred, now), cids, now); err != nil {
+			return err
+		}
 	}
-	return w.publish(user, profile, p, p.LastEvent, p.Version, prev, cids, now)
+	return w.publish(user, profile, p, p.LastEvent, p.Version, recentPrev(p, now), cids, now)
+}
+
+// recentPrev is the version of the event before p's, if it is recent
+// enough to be still in flight from another worker: the event names it so
+// gateways can wait for it.
+func recentPrev(p model.Presence, now time.Time) uint64 {
+	if p.PrevVersion != 0 && now.Sub(p.PrevAt) < racingWindow {
+		return p.PrevVersion
+	}
+	return 0
 }
 
 // racingWindow is how recent a user's previous event must be for its
 // successor to name it: two workers publishing one user's consecutive events
 // race only within milliseconds.
 const racingWindow = time.Second
+
+// predecessorWindow is how recent another worker's event must be for the
+// next one's worker to publish it again. Cheap (an event more, in a race
+// only), so generous: a loaded worker can publish seconds after its write.
+const predecessorWindow = 10 * time.Second
 
 func (w *Worker) publish(user string, profile model.User, p model.Presence, typ string, version, prev uint64, cids []string, now time.Time) error {
 	if typ == "" {

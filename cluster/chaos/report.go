@@ -52,11 +52,6 @@ const (
 	// WatchersAfterKVLoss: after the presence bucket is lost and rebuilt,
 	// watchers are left with a wrong state or receive a transition twice.
 	WatchersAfterKVLoss = "watchers-after-kv-loss"
-	// TransitionOvertaken: two transitions of one user, applied by two
-	// workers in quick succession, reach a gateway out of order; it drops
-	// the older as stale, and its watchers get the same state twice in a
-	// row (the transition between is lost to them).
-	TransitionOvertaken = "transition-overtaken"
 	// NATSKillTransitions: around the kill of a NATS node, a transition
 	// never reaches a watcher, or reaches it twice.
 	NATSKillTransitions = "nats-kill-transitions"

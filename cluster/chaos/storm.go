@@ -187,9 +187,7 @@ func StormWith(p StormParams) Scenario {
 			}
 			for _, u := range pop.Users {
 				if err := CheckAlternating(w, u, &on); err != nil {
-					// A known bug (TestChaosBugTransitionOvertaken): reported,
-					// not failed, so make test stays deterministic.
-					r.Find(TransitionOvertaken, "%v", err)
+					r.Violate("%v", err)
 				}
 			}
 		}

@@ -31,6 +31,11 @@ type Presence struct {
 	LastEventAt time.Time `json:"last_event_at,omitzero"`
 	PrevVersion uint64    `json:"prev_version,omitempty"`
 	PrevAt      time.Time `json:"prev_at,omitzero"`
+	// EmittedBy is the worker instance that wrote Version and publishes its
+	// event. Another instance writing the next event publishes this one
+	// again first: the first publication may still be in flight, and one
+	// connection's publications arrive in order.
+	EmittedBy string `json:"emitted_by,omitempty"`
 }
 
 // Conn is one live connection.
