@@ -24,7 +24,7 @@ func (w *Worker) watchForLoss() {
 	defer t.Stop()
 	for {
 		ctx, cancel := context.WithTimeout(w.ctx, 5*time.Second)
-		if err := w.checkSentinel(ctx); err != nil && w.ctx.Err() == nil {
+		if err := w.checkSentinel(ctx, true); err != nil && w.ctx.Err() == nil {
 			w.log.Warn("checking the presence bucket", "err", err)
 		}
 		cancel()
@@ -36,18 +36,26 @@ func (w *Worker) watchForLoss() {
 	}
 }
 
-func (w *Worker) checkSentinel(ctx context.Context) error {
+// errBucketGone is a presence bucket found deleted where it is not
+// recreated: the event waits for the periodic check to recreate it.
+var errBucketGone = errors.New("the presence bucket is gone")
+
+// checkSentinel finds a lost state from its missing sentinel, puts the
+// sentinel back and asks the gateways to re-announce. A deleted bucket is
+// recreated only if recreate is set: only the periodic check does it, since
+// creations racing the deletion can leave the cluster with a bucket that
+// some servers do not know.
+func (w *Worker) checkSentinel(ctx context.Context, recreate bool) error {
 	e, err := w.st.Presence.Get(ctx, store.SentinelKey)
 	switch {
 	case err == nil:
-		if rest, ok := strings.CutPrefix(string(e.Value()), "rebuilt:"); ok {
-			if at, perr := time.Parse(time.RFC3339Nano, rest); perr == nil {
-				w.rebuiltAt.Store(at.UnixNano())
-			}
-		}
+		w.learnRebuild(e.Value())
 		return nil
 	case errors.Is(err, jetstream.ErrBucketNotFound), errors.Is(err, jetstream.ErrStreamNotFound),
 		errors.Is(err, nats.ErrNoResponders): // a direct get on a deleted bucket
+		if !recreate {
+			return errBucketGone
+		}
 		w.log.Error("the presence bucket is gone: recreating it and rebuilding from the gateways")
 		if _, err := store.Setup(ctx, w.js, store.Options{Replicas: w.cfg.Replicas, ActiveInterval: w.cfg.ActiveInterval}); err != nil {
 			return err
@@ -58,7 +66,12 @@ func (w *Worker) checkSentinel(ctx context.Context) error {
 	now := time.Now().UTC()
 	if _, err := w.st.Presence.Create(ctx, store.SentinelKey, []byte("rebuilt:"+now.Format(time.RFC3339Nano))); err != nil {
 		if errors.Is(err, jetstream.ErrKeyExists) {
-			return nil // another worker got there first and asks the gateways
+			// Another worker got there first and asks the gateways; its
+			// rebuild time counts here too.
+			if e, err := w.st.Presence.Get(ctx, store.SentinelKey); err == nil {
+				w.learnRebuild(e.Value())
+			}
+			return nil
 		}
 		return err
 	}
@@ -67,11 +80,35 @@ func (w *Worker) checkSentinel(ctx context.Context) error {
 	return w.nc.Publish(subject.Reannounce, nil)
 }
 
+// learnRebuild notes when the state was rebuilt, from the sentinel's value.
+func (w *Worker) learnRebuild(sentinel []byte) {
+	if rest, ok := strings.CutPrefix(string(sentinel), "rebuilt:"); ok {
+		if at, err := time.Parse(time.RFC3339Nano, rest); err == nil {
+			w.rebuiltAt.Store(at.UnixNano())
+		}
+	}
+}
+
 // rebuildWindow is how long after the presence state was (re)created a
 // user's first state write tells watchers the user's state even if it is
 // no transition: watchers may still believe what the lost state said (a
 // user who left during the loss would otherwise stay online for them).
 const rebuildWindow = 2 * time.Minute
+
+// stateLost reports whether a user's state may be missing because the
+// presence state was lost, not because the user has none yet. Asked when an
+// event finds no state and makes no transition (a close, an invisible
+// connect): the periodic check may not have noticed a loss yet, so the
+// sentinel is checked now, at one read for such rare events.
+func (w *Worker) stateLost(ctx context.Context) (bool, error) {
+	if w.rebuilding() {
+		return true, nil
+	}
+	if err := w.checkSentinel(ctx, false); err != nil {
+		return false, err
+	}
+	return w.rebuilding(), nil
+}
 
 // rebuilding reports whether the presence state was recreated recently.
 func (w *Worker) rebuilding() bool {

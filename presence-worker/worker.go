@@ -282,7 +282,14 @@ func (w *Worker) applyEvent(ctx context.Context, ev connevent.Event, redelivery 
 			apply(p, *seeded, w.epochOf)
 		}
 		changed, t := apply(p, ev, w.epochOf)
-		if !exists && !t && w.rebuilding() {
+		lost := false
+		if !exists && !t {
+			var err error
+			if lost, err = w.stateLost(ctx); err != nil {
+				return err
+			}
+		}
+		if lost {
 			// The state was lost moments ago: tell watchers where this user
 			// stands now, whatever the lost state had told them.
 			p.Version = nextVersion(p.Version, ev.At)

@@ -55,7 +55,10 @@ func newHarnessWith(t *testing.T, cfg Config) *harness {
 	if _, err := nc.ChanSubscribe(subject.EventsAll, h.events); err != nil {
 		t.Fatal(err)
 	}
-	cfg.Shards, cfg.LeaseCheck = 4, 50*time.Millisecond
+	cfg.Shards = 4
+	if cfg.LeaseCheck == 0 {
+		cfg.LeaseCheck = 50 * time.Millisecond
+	}
 	w, err := New(ctx, cfg, nc, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)

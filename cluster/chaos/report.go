@@ -49,9 +49,6 @@ type Finding struct {
 
 // Kinds of findings.
 const (
-	// WatchersAfterKVLoss: after the presence bucket is lost and rebuilt,
-	// watchers are left with a wrong state or receive a transition twice.
-	WatchersAfterKVLoss = "watchers-after-kv-loss"
 	// NATSKillTransitions: around the kill of a NATS node, a transition
 	// never reaches a watcher, or reaches it twice.
 	NATSKillTransitions = "nats-kill-transitions"
