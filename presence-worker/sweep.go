@@ -1,10 +1,12 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -31,29 +33,56 @@ func (w *Worker) nodeGone(ev connevent.Event, redelivery bool, progress func()) 
 	// One deadline per user, and the message kept alive as the sweep goes,
 	// so a node of 100k users is swept however long it takes; a sweep
 	// redelivered after a crash re-emits what it may have written unsent.
-	lastProgress := time.Now()
+	// Users are independent (each write is a compare-and-set of that user
+	// alone), so they are swept sweepParallel at a time: a node's users go
+	// offline together, within the lease (I4), not one write after another.
+	var (
+		wg           sync.WaitGroup
+		mu           sync.Mutex
+		firstErr     error
+		lastProgress = time.Now()
+		slots        = make(chan struct{}, sweepParallel)
+	)
 	for _, u := range users {
 		if w.ctx.Err() != nil {
-			return w.ctx.Err()
+			break
+		}
+		mu.Lock()
+		failed := firstErr != nil
+		mu.Unlock()
+		if failed {
+			break
 		}
 		if time.Since(lastProgress) > 5*time.Second {
 			progress()
 			lastProgress = time.Now()
 		}
-		ctx, cancel := context.WithTimeout(w.ctx, 10*time.Second)
-		// An event of no kind only prunes dead connections and emits the
-		// transition if that made one.
-		err := w.applyEvent(ctx, connevent.Event{User: u, At: time.Now().UTC()}, redelivery)
-		cancel()
-		if err != nil {
-			return err
-		}
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			ctx, cancel := context.WithTimeout(w.ctx, 10*time.Second)
+			defer cancel()
+			// An event of no kind only prunes dead connections and emits
+			// the transition if that made one.
+			if err := w.applyEvent(ctx, connevent.Event{User: u, At: time.Now().UTC()}, redelivery); err != nil {
+				mu.Lock()
+				firstErr = cmp.Or(firstErr, err)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if err := cmp.Or(firstErr, w.ctx.Err()); err != nil {
+		return err
 	}
 	if len(users) > 0 {
 		w.log.Info("swept a gone node's connections", "node", ev.Node, "why", ev.Kind, "users", len(users))
 	}
 	return nil
 }
+
+// sweepParallel is how many users of a gone node are swept at once.
+const sweepParallel = 32
 
 // usersOfNode lists the users with recent connection events on node. Every
 // live connection sends one at least every ActiveInterval, and the input

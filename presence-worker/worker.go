@@ -219,7 +219,12 @@ func (w *Worker) handle(msg jetstream.Msg) {
 		if w.ctx.Err() == nil {
 			w.log.Warn("event failed, will retry", "subject", msg.Subject(), "err", err)
 		}
-		_ = msg.NakWithDelay(time.Second)
+		retry := time.Second
+		if ev.Kind == connevent.NodeStarted || ev.Kind == connevent.NodeExpired {
+			// A sweep races the lease's deadline (I4): retry it soon.
+			retry = 100 * time.Millisecond
+		}
+		_ = msg.NakWithDelay(retry)
 		return
 	}
 	_ = msg.Ack()

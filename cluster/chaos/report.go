@@ -52,9 +52,6 @@ const (
 	// NATSKillTransitions: around the kill of a NATS node, a transition
 	// never reaches a watcher, or reaches it twice.
 	NATSKillTransitions = "nats-kill-transitions"
-	// LeaseOverrun: after kill -9 of a gateway, its users read offline
-	// later than the lease TTL (I4), though within a second more.
-	LeaseOverrun = "lease-overrun"
 )
 
 // Find records a bug observed but not asserted.
