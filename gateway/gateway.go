@@ -108,6 +108,7 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Gat
 	g.wg.Add(2)
 	go g.keepLease()
 	go g.refreshActive()
+	g.resyncAfterReconnect()
 	if cfg.DevTokens {
 		log.Warn("DEVELOPMENT TOKENS ARE ON: anyone can connect as any user without a signed token. Never in production.")
 	}

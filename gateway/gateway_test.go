@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -31,6 +32,7 @@ type harness struct {
 	// markClosed tells the cleanup the test closed the gateway itself.
 	markClosed func()
 	t          *testing.T
+	ns         *server.Server
 	nc         *nats.Conn
 	js         jetstream.JetStream
 	gw         *Gateway
@@ -72,7 +74,7 @@ func newHarnessWith(t *testing.T, cfg Config) *harness {
 		}
 	})
 	js, _ := jetstream.New(nc)
-	h := &harness{t: t, nc: nc, js: js, gw: gw, url: "ws" + strings.TrimPrefix(srv.URL, "http") + "/connect"}
+	h := &harness{t: t, ns: ns, nc: nc, js: js, gw: gw, url: "ws" + strings.TrimPrefix(srv.URL, "http") + "/connect"}
 	h.markClosed = func() { closed = true }
 	return h
 }

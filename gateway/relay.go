@@ -188,6 +188,21 @@ func (r *relay) deliver(msg *nats.Msg) {
 	}
 }
 
+// watched lists the users and channels the node's connections watch.
+func (r *relay) watched() (users, cids []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	users = make([]string, 0, len(r.byUser))
+	for u := range r.byUser {
+		users = append(users, u)
+	}
+	cids = make([]string, 0, len(r.byCID))
+	for c := range r.byCID {
+		cids = append(cids, c)
+	}
+	return users, cids
+}
+
 // watch adds watches to c; it fails without change if c would exceed max.
 func (r *relay) watch(c *conn, users, cids []string, max int) bool {
 	r.mu.Lock()

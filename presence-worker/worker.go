@@ -47,6 +47,8 @@ type Worker struct {
 	// rebuiltAt is when the presence state was last (re)created (unix ns).
 	rebuiltAt atomic.Int64
 
+	recent recentEmits
+
 	epochMu sync.RWMutex
 	epochs  map[string]uint64
 	leases  *leases
@@ -76,6 +78,7 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Wor
 	}
 	w := &Worker{cfg: cfg, log: log, nc: nc, js: js, st: st, epochs: map[string]uint64{}, leases: newLeases()}
 	w.id = cfg.Name + "." + strconv.FormatInt(time.Now().UnixNano(), 36)
+	w.recent.at = map[string]time.Time{}
 	w.ctx, w.cancel = context.WithCancel(context.Background())
 	fail := func(err error) (*Worker, error) {
 		w.cancel()
@@ -93,6 +96,9 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Wor
 	w.wg.Add(2)
 	go w.expireLeases()
 	go w.watchForLoss()
+	if err := w.serveResync(); err != nil {
+		return fail(err)
+	}
 	// Two consumers share the shards: one for input applied as it comes, one
 	// for closes held for a grace period. Held closes wait unacked until
 	// their grace ends; apart, they never use up the first consumer's
@@ -347,6 +353,7 @@ func (w *Worker) emit(ctx context.Context, user string, p model.Presence, pred *
 	if err != nil {
 		return err
 	}
+	w.recent.note(user)
 	now := time.Now().UTC()
 	if pred != nil {
 		if err := w.publish(user, profile, *pred, pred.LastEvent, pred.Version, recentPrev(*pred, now), cids, now); err != nil {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -21,6 +22,7 @@ import (
 
 type harness struct {
 	t      *testing.T
+	ns     *server.Server
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	st     *store.Store
@@ -51,7 +53,7 @@ func newHarnessWith(t *testing.T, cfg Config) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, nc: nc, js: js, st: st, events: make(chan *nats.Msg, 1000)}
+	h := &harness{t: t, ns: ns, nc: nc, js: js, st: st, events: make(chan *nats.Msg, 1000)}
 	if _, err := nc.ChanSubscribe(subject.EventsAll, h.events); err != nil {
 		t.Fatal(err)
 	}
@@ -107,11 +109,6 @@ func (h *harness) nextCopy() (string, uint64, bool, bool) {
 		if h.copies == nil {
 			h.copies = map[string]bool{}
 		}
-		key := fmt.Sprintf("%s/%d", msg.Subject, m.Version)
-		if h.copies[key] {
-			return "", 0, false, true
-		}
-		h.copies[key] = true
 		var ev event.Event
 		if err := json.Unmarshal(msg.Data, &ev); err != nil {
 			h.t.Fatal(err)
@@ -122,7 +119,10 @@ func (h *harness) nextCopy() (string, uint64, bool, bool) {
 		if _, leaked := ev.User["invisible"]; leaked {
 			h.t.Fatalf("event shows the invisible flag: %v", ev.User)
 		}
-		return msg.Subject, h.rank(m.User, m.Version), ev.User["online"].(bool), false
+		key := fmt.Sprintf("%s/%d", msg.Subject, m.Version)
+		dup := h.copies[key]
+		h.copies[key] = true
+		return msg.Subject, h.rank(m.User, m.Version), ev.User["online"].(bool), dup
 	case <-time.After(5 * time.Second):
 		h.t.Fatal("no presence event within 5s")
 	}

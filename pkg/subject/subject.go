@@ -11,6 +11,7 @@
 //	presence.events.channel.<type>.<id>   the same events, for each channel the user is in
 //	presence.gateway.<node>.watch         request: add or remove watches of one connection
 //	presence.gateway.reannounce           broadcast: every gateway re-publishes its live connections
+//	presence.resync                       to one worker: publish again the current event of these users and channels' members
 package subject
 
 import (
@@ -109,6 +110,21 @@ func NodeEvent(node string) string { return nodeIn + node }
 // UserEvents is the subject of events about one user.
 func UserEvents(user string) string { return userEvents + user }
 
+// ParseCID splits a channel's "type:id" and checks both parts.
+func ParseCID(cid string) (channelType, channelID string, err error) {
+	channelType, channelID, ok := strings.Cut(cid, ":")
+	if !ok {
+		return "", "", fmt.Errorf("%w: channel cid %q is not type:id", ErrInvalidID, cid)
+	}
+	if err := CheckChannelType(channelType); err != nil {
+		return "", "", err
+	}
+	if err := CheckChannelID(channelID); err != nil {
+		return "", "", err
+	}
+	return channelType, channelID, nil
+}
+
 // ChannelEvents is the subject of events about the members of one channel.
 func ChannelEvents(channelType, channelID string) string {
 	return channelEvents + channelType + "." + channelID
@@ -130,6 +146,11 @@ func ParseEvents(subj string) (user, cid string, ok bool) {
 // Reannounce asks every gateway to publish its live connections again (the
 // presence state was lost).
 const Reannounce = "presence.gateway.reannounce"
+
+// Resync asks one worker (a queue group) to publish the current event of
+// some users again: events are core NATS messages, and those in flight when
+// a NATS server dies are lost.
+const Resync = "presence.resync"
 
 // GatewayWatch is the request subject of a gateway node's watch registry.
 func GatewayWatch(node string) string { return "presence.gateway." + node + ".watch" }

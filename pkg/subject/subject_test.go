@@ -47,3 +47,14 @@ func TestChannelCharset(t *testing.T) {
 		t.Fatalf("node name rejected: %v", err)
 	}
 }
+
+func TestParseCID(t *testing.T) {
+	if typ, id, err := ParseCID("messaging:general"); err != nil || typ != "messaging" || id != "general" {
+		t.Fatalf("ParseCID(messaging:general) = %q %q %v", typ, id, err)
+	}
+	for _, bad := range []string{"", "messaging", ":x", "messaging:", "mess.aging:x", "messaging:a.b", "messaging:a>"} {
+		if _, _, err := ParseCID(bad); !errors.Is(err, ErrInvalidID) {
+			t.Errorf("ParseCID(%q) = %v, want ErrInvalidID", bad, err)
+		}
+	}
+}
