@@ -123,10 +123,14 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (p *Presence, err 
 	if err != nil {
 		return nil, err
 	}
+	lnc, err := dial("presence-gateway lease")
+	if err != nil {
+		return nil, err
+	}
 	p.gateway, err = gateway.New(ctx, gateway.Config{
 		APIKey: cfg.APIKey, APISecret: secret, APISecretPrevious: cfg.APISecretPrevious,
 		DevTokens: cfg.DevTokens, NodeName: cfg.NodeName, ActiveInterval: cfg.ActiveInterval,
-	}, gnc, log)
+	}, gnc, log, gateway.WithLeaseConn(lnc))
 	if err != nil {
 		return nil, err
 	}

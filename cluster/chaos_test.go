@@ -91,3 +91,7 @@ func TestChaosSwap(t *testing.T) { runChaos(t, chaos.Swap(chaos.Small)) }
 // TestChaosKVPurge: the presence bucket is purged (empty, but there): the
 // workers find their sentinel missing and rebuild the state the same way.
 func TestChaosKVPurge(t *testing.T) { runChaos(t, chaos.KVPurge(chaos.Small)) }
+
+// TestChaosCPUHog: two busy loops per core for 10 s while users churn; a
+// 2 s lease must never be expired, nor a staying user read offline (I4).
+func TestChaosCPUHog(t *testing.T) { runChaos(t, chaos.CPUHog(chaos.Small)) }

@@ -30,11 +30,14 @@ import (
 
 // Gateway is one gateway node.
 type Gateway struct {
-	cfg    Config
-	log    *slog.Logger
-	nc     *nats.Conn
-	js     jetstream.JetStream
-	st     *store.Store
+	cfg Config
+	log *slog.Logger
+	nc  *nats.Conn
+	js  jetstream.JetStream
+	st  *store.Store
+	// leases is the nodes bucket on the lease's own NATS connection (see
+	// WithLeaseConn).
+	leases jetstream.KeyValue
 	tokens *token.Checker
 	relay  *relay
 	// epoch tells this run of the node apart from earlier runs under the
@@ -53,9 +56,23 @@ type Gateway struct {
 	connWG sync.WaitGroup // connection handlers
 }
 
+// Option adjusts a gateway at New.
+type Option func(*options)
+
+type options struct{ leaseConn *nats.Conn }
+
+// WithLeaseConn renews the node's lease over its own NATS connection, so a
+// flood of relayed events or connection events queued on the main one never
+// delays a renewal (I4: a live gateway never loses its lease). Run uses it.
+func WithLeaseConn(nc *nats.Conn) Option { return func(o *options) { o.leaseConn = nc } }
+
 // New starts a gateway node on nc: it announces its new epoch, starts its
 // lease and watch registry. Serve its Handler; call Close to drain.
-func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Gateway, error) {
+func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger, opts ...Option) (*Gateway, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	cfg.defaults()
 	if err := subject.CheckNode(cfg.NodeName); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
@@ -75,7 +92,18 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Gat
 	if err != nil {
 		return nil, err
 	}
+	leases := st.Nodes
+	if o.leaseConn != nil {
+		ljs, err := jetstream.New(o.leaseConn)
+		if err != nil {
+			return nil, err
+		}
+		if leases, err = ljs.KeyValue(ctx, store.BucketNodes); err != nil {
+			return nil, fmt.Errorf("gateway: lease bucket: %w", err)
+		}
+	}
 	g := &Gateway{
+		leases:  leases,
 		cfg:     cfg,
 		log:     log,
 		nc:      nc,
@@ -208,7 +236,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("gateway: %w", err)
 	}
 	defer nc.Drain()
-	g, err := New(ctx, cfg, nc, log)
+	lnc, err := natsconn.Connect(cfg.NATSURL, "presence-gateway "+cfg.NodeName+" lease", log)
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	defer lnc.Drain()
+	g, err := New(ctx, cfg, nc, log, WithLeaseConn(lnc))
 	if err != nil {
 		return err
 	}

@@ -18,7 +18,7 @@ import (
 // the clock went backwards since.
 func (g *Gateway) newEpoch(ctx context.Context) (uint64, error) {
 	epoch := uint64(time.Now().UnixNano())
-	e, err := g.st.Nodes.Get(ctx, g.cfg.NodeName)
+	e, err := g.leases.Get(ctx, g.cfg.NodeName)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return epoch, nil
 	}
@@ -45,7 +45,7 @@ func (g *Gateway) announce(ctx context.Context) error {
 		return err
 	}
 	b, _ := json.Marshal(model.Lease{Epoch: epoch, RenewedAt: time.Now().UTC(), TTL: g.cfg.LeaseTTL})
-	_, err = g.st.Nodes.Put(ctx, g.cfg.NodeName, b)
+	_, err = g.leases.Put(ctx, g.cfg.NodeName, b)
 	return err
 }
 
@@ -56,7 +56,7 @@ var errLeaseLost = errors.New("lease lost")
 // renew renews the lease with compare-and-set, so a worker's expiry mark is
 // never overwritten unseen.
 func (g *Gateway) renew(ctx context.Context) error {
-	e, err := g.st.Nodes.Get(ctx, g.cfg.NodeName)
+	e, err := g.leases.Get(ctx, g.cfg.NodeName)
 	if err != nil {
 		return err
 	}
@@ -68,7 +68,7 @@ func (g *Gateway) renew(ctx context.Context) error {
 		return errLeaseLost
 	}
 	b, _ := json.Marshal(model.Lease{Epoch: l.Epoch, RenewedAt: time.Now().UTC(), TTL: g.cfg.LeaseTTL})
-	_, err = g.st.Nodes.Update(ctx, g.cfg.NodeName, b, e.Revision())
+	_, err = g.leases.Update(ctx, g.cfg.NodeName, b, e.Revision())
 	return err
 }
 
@@ -104,7 +104,7 @@ func (g *Gateway) retireLease() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	b, _ := json.Marshal(model.Lease{Epoch: g.epoch.Load(), RenewedAt: time.Now().UTC(), TTL: g.cfg.DrainGrace + g.cfg.LeaseTTL})
-	if _, err := g.st.Nodes.Put(ctx, g.cfg.NodeName, b); err != nil {
+	if _, err := g.leases.Put(ctx, g.cfg.NodeName, b); err != nil {
 		g.log.Warn("retire lease", "err", err)
 	}
 }

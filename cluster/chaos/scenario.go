@@ -57,7 +57,7 @@ type Scenario struct {
 // All is every scenario, in the table's order.
 func All(s Size) []Scenario {
 	return []Scenario{
-		KillGateway(s), SilentClient(s), WorkerKill(s), NATSKill(s), Drain(s), Storm(s), Swap(s), KVLoss(s), KVPurge(s),
+		KillGateway(s), SilentClient(s), WorkerKill(s), NATSKill(s), Drain(s), Storm(s), Swap(s), KVLoss(s), KVPurge(s), CPUHog(s),
 	}
 }
 
