@@ -238,7 +238,7 @@ func eqEnc(v any) []byte {
 		}
 		return []byte("b0")
 	}
-	if f, ok := toFloat(v); ok {
+	if f, ok := filter.AsNumber(v); ok {
 		if f == 0 {
 			f = 0 // -0 equals 0
 		}
@@ -254,29 +254,6 @@ func eqEncOK(v any) ([]byte, bool) {
 		return nil, false
 	}
 	return eqEnc(v), true
-}
-
-func toFloat(v any) (float64, bool) {
-	switch x := v.(type) {
-	case float64:
-		return x, true
-	case float32:
-		return float64(x), true
-	case int:
-		return float64(x), true
-	case int64:
-		return float64(x), true
-	case int32:
-		return float64(x), true
-	case uint64:
-		return float64(x), true
-	case uint32:
-		return float64(x), true
-	case json.Number:
-		f, err := x.Float64()
-		return f, err == nil
-	}
-	return 0, false
 }
 
 // sortEnc places a sort field's value: times in section 0, missing values

@@ -333,7 +333,7 @@ func operand(t Type, v any, ordered, nullable bool) (any, bool) {
 		s, ok := v.(string)
 		return s, ok
 	case Number:
-		f, ok := number(v)
+		f, ok := AsNumber(v)
 		return f, ok
 	case Bool:
 		b, ok := v.(bool)
@@ -341,7 +341,7 @@ func operand(t Type, v any, ordered, nullable bool) (any, bool) {
 	case Time:
 		return asTime(v)
 	}
-	if f, ok := number(v); ok {
+	if f, ok := AsNumber(v); ok {
 		return f, true
 	}
 	switch v.(type) {

@@ -157,7 +157,9 @@ func normalize(v any) any {
 	return v
 }
 
-func number(v any) (float64, bool) {
+// AsNumber reads any Go or JSON number as a float64: what the filter
+// compares numbers as, and what the api's index encodes them as.
+func AsNumber(v any) (float64, bool) {
 	switch x := v.(type) {
 	case float64:
 		return x, true
@@ -216,8 +218,8 @@ func order(a, b any) (int, bool) {
 	if a == nil || b == nil {
 		return 0, a == nil && b == nil
 	}
-	if x, ok := number(a); ok {
-		y, ok := number(b)
+	if x, ok := AsNumber(a); ok {
+		y, ok := AsNumber(b)
 		return cmp.Compare(x, y), ok
 	}
 	if isTime(a) || isTime(b) {

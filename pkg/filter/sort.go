@@ -69,7 +69,7 @@ func SortFromValue(v any) (Sort, error) {
 		}
 		dir := 1
 		if d, present := m["direction"]; present {
-			n, ok := number(d)
+			n, ok := AsNumber(d)
 			switch {
 			case ok && n == 1:
 				dir = 1
@@ -124,8 +124,8 @@ func Compare(a, b any) int {
 	case rankBool:
 		return cmpBool(a.(bool), b.(bool))
 	case rankNumber:
-		x, _ := number(a)
-		y, _ := number(b)
+		x, _ := AsNumber(a)
+		y, _ := AsNumber(b)
 		return cmp.Compare(x, y)
 	case rankTime:
 		return a.(time.Time).Compare(b.(time.Time))
@@ -181,7 +181,7 @@ func rank(v any) int {
 	case map[string]any:
 		return rankObject
 	}
-	if _, ok := number(v); ok {
+	if _, ok := AsNumber(v); ok {
 		return rankNumber
 	}
 	return rankOther
