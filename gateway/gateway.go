@@ -36,10 +36,13 @@ type Gateway struct {
 	js  jetstream.JetStream
 	st  *store.Store
 	// leases is the nodes bucket on the lease's own NATS connection (see
-	// WithLeaseConn).
-	leases jetstream.KeyValue
-	tokens *token.Checker
-	relay  *relay
+	// WithLeaseConn), leaseNC that connection; leaseRev is the revision of
+	// the node's lease record as last written.
+	leases   jetstream.KeyValue
+	leaseNC  *nats.Conn
+	leaseRev atomic.Uint64
+	tokens   *token.Checker
+	relay    *relay
 	// epoch tells this run of the node apart from earlier runs under the
 	// same name (I6); it changes again if the node loses its lease.
 	epoch   atomic.Uint64
@@ -92,8 +95,9 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger, opts 
 	if err != nil {
 		return nil, err
 	}
-	leases := st.Nodes
+	leases, leaseNC := st.Nodes, nc
 	if o.leaseConn != nil {
+		leaseNC = o.leaseConn
 		ljs, err := jetstream.New(o.leaseConn)
 		if err != nil {
 			return nil, err
@@ -104,6 +108,7 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger, opts 
 	}
 	g := &Gateway{
 		leases:  leases,
+		leaseNC: leaseNC,
 		cfg:     cfg,
 		log:     log,
 		nc:      nc,

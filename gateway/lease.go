@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/presencehq/presence/pkg/connevent"
 	"github.com/presencehq/presence/pkg/model"
+	"github.com/presencehq/presence/pkg/store"
 	"github.com/presencehq/presence/pkg/subject"
 )
 
@@ -45,7 +47,8 @@ func (g *Gateway) announce(ctx context.Context) error {
 		return err
 	}
 	b, _ := json.Marshal(model.Lease{Epoch: epoch, RenewedAt: time.Now().UTC(), TTL: g.cfg.LeaseTTL})
-	_, err = g.leases.Put(ctx, g.cfg.NodeName, b)
+	rev, err := g.leases.Put(ctx, g.cfg.NodeName, b)
+	g.leaseRev.Store(rev)
 	return err
 }
 
@@ -53,9 +56,24 @@ func (g *Gateway) announce(ctx context.Context) error {
 // the node name.
 var errLeaseLost = errors.New("lease lost")
 
-// renew renews the lease with compare-and-set, so a worker's expiry mark is
-// never overwritten unseen.
-func (g *Gateway) renew(ctx context.Context) error {
+// renew renews the lease for its TTL.
+func (g *Gateway) renew(ctx context.Context) error { return g.writeLease(ctx, g.cfg.LeaseTTL) }
+
+// writeLease writes the lease with compare-and-set on the revision it last
+// wrote, so a worker's expiry mark is never overwritten unseen: one request
+// as a rule; when the record moved (a mark, another process under the
+// name, or a renewal whose answer was lost), it reads the record to tell.
+func (g *Gateway) writeLease(ctx context.Context, ttl time.Duration) error {
+	epoch := g.epoch.Load()
+	b, _ := json.Marshal(model.Lease{Epoch: epoch, RenewedAt: time.Now().UTC(), TTL: ttl})
+	rev, err := g.leases.Update(ctx, g.cfg.NodeName, b, g.leaseRev.Load())
+	if err == nil {
+		g.leaseRev.Store(rev)
+		return nil
+	}
+	if !store.IsConflict(err) {
+		return err
+	}
 	e, err := g.leases.Get(ctx, g.cfg.NodeName)
 	if err != nil {
 		return err
@@ -64,36 +82,63 @@ func (g *Gateway) renew(ctx context.Context) error {
 	if err := json.Unmarshal(e.Value(), &l); err != nil {
 		return err
 	}
-	if l.Epoch != g.epoch.Load() || l.Expired {
+	if l.Epoch != epoch || l.Expired {
 		return errLeaseLost
 	}
-	b, _ := json.Marshal(model.Lease{Epoch: l.Epoch, RenewedAt: time.Now().UTC(), TTL: g.cfg.LeaseTTL})
-	_, err = g.leases.Update(ctx, g.cfg.NodeName, b, e.Revision())
+	rev, err = g.leases.Update(ctx, g.cfg.NodeName, b, e.Revision())
+	if err == nil {
+		g.leaseRev.Store(rev)
+	}
 	return err
 }
 
-// keepLease renews the lease every LeaseInterval on its own goroutine, so a
-// busy relay never delays it. If the lease was lost (the node was cut off
-// longer than the TTL and the workers took its users offline), every socket is
-// closed so its clients reconnect, and the node carries on under a new epoch.
+// keepLease keeps the node alive in the workers' eyes every LeaseInterval,
+// on its own goroutine and NATS connection, so a busy relay never delays
+// it: a heartbeat (core NATS, which an overloaded JetStream cannot hold up)
+// and a renewal of the lease record, which may take up to half the TTL
+// when JetStream is slow; a renewal still under way is not started again.
+// If the lease was lost (the node was cut off longer than the TTL and the
+// workers took its users offline), every socket is closed so its clients
+// reconnect, and the node carries on under a new epoch.
 func (g *Gateway) keepLease() {
 	defer g.wg.Done()
 	t := time.NewTicker(g.cfg.LeaseInterval)
 	defer t.Stop()
+	renewed := make(chan error, 1)
+	renewing := false
 	for {
 		select {
 		case <-g.ctx.Done():
+			if renewing {
+				<-renewed
+			}
 			return
+		case err := <-renewed:
+			renewing = false
+			if errors.Is(err, errLeaseLost) {
+				g.recoverLease()
+			} else if err != nil && g.ctx.Err() == nil {
+				g.log.Warn("renew lease", "err", err)
+			}
+			continue
 		case <-t.C:
 		}
-		ctx, cancel := context.WithTimeout(g.ctx, g.cfg.LeaseInterval)
-		err := g.renew(ctx)
-		cancel()
-		if errors.Is(err, errLeaseLost) {
-			g.recoverLease()
-		} else if err != nil && g.ctx.Err() == nil {
-			g.log.Warn("renew lease", "err", err)
+		g.heartbeat()
+		if !renewing {
+			renewing = true
+			go func() {
+				ctx, cancel := context.WithTimeout(g.ctx, max(g.cfg.LeaseInterval, g.cfg.LeaseTTL/2))
+				defer cancel()
+				renewed <- g.renew(ctx)
+			}()
 		}
+	}
+}
+
+// heartbeat tells the workers this node and epoch are alive.
+func (g *Gateway) heartbeat() {
+	if err := g.leaseNC.Publish(subject.GatewayAlive(g.cfg.NodeName), strconv.AppendUint(nil, g.epoch.Load(), 10)); err != nil && g.ctx.Err() == nil {
+		g.log.Warn("lease heartbeat", "err", err)
 	}
 }
 
@@ -103,8 +148,7 @@ func (g *Gateway) keepLease() {
 func (g *Gateway) retireLease() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	b, _ := json.Marshal(model.Lease{Epoch: g.epoch.Load(), RenewedAt: time.Now().UTC(), TTL: g.cfg.DrainGrace + g.cfg.LeaseTTL})
-	if _, err := g.leases.Put(ctx, g.cfg.NodeName, b); err != nil {
+	if err := g.writeLease(ctx, g.cfg.DrainGrace+g.cfg.LeaseTTL); err != nil {
 		g.log.Warn("retire lease", "err", err)
 	}
 }

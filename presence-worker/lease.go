@@ -3,9 +3,11 @@ package worker
 import (
 	"context"
 	"encoding/json"
+	"strconv"
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/presencehq/presence/pkg/connevent"
@@ -33,6 +35,36 @@ func (l *leases) seen(node string, lease model.Lease, rev uint64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.nodes[node] = &leaseSeen{lease: lease, rev: rev, at: l.now()}
+}
+
+// heard notes a heartbeat of node's epoch as a renewal of its lease.
+func (l *leases) heard(node string, epoch uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if s := l.nodes[node]; s != nil && s.lease.Epoch == epoch && !s.lease.Expired {
+		s.at = l.now()
+	}
+}
+
+// followHeartbeats notes the gateways' heartbeats (core NATS): a live node
+// whose lease renewals an overloaded JetStream holds up is not expired.
+func (w *Worker) followHeartbeats() error {
+	sub, err := w.nc.Subscribe(subject.GatewayAliveAll, func(m *nats.Msg) {
+		node, ok := subject.ParseGatewayAlive(m.Subject)
+		epoch, err := strconv.ParseUint(string(m.Data), 10, 64)
+		if ok && err == nil {
+			w.leases.heard(node, epoch)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	w.heartbeats = sub
+	w.wg.Go(func() {
+		<-w.ctx.Done()
+		_ = sub.Unsubscribe()
+	})
+	return nil
 }
 
 // silenceAllowed is how long a lease may go unrenewed before it is
@@ -69,6 +101,9 @@ func (w *Worker) expireLeases() {
 		case <-w.ctx.Done():
 			return
 		case <-t.C:
+		}
+		if n, _, err := w.heartbeats.Pending(); err == nil && n > 0 {
+			continue // heartbeats not yet noted: this process is behind, not the nodes
 		}
 		for node, s := range w.leases.lapsed() {
 			l := s.lease

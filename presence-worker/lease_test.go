@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"encoding/json"
+	"strconv"
 	"testing"
 	"time"
 
@@ -88,5 +89,57 @@ func TestCloseWithGraceAndAReconnectMeansNoFlap(t *testing.T) {
 	}
 	if time.Since(start) < 200*time.Millisecond {
 		t.Fatalf("offline after %v: the grace of the drained connection was not honoured", time.Since(start))
+	}
+}
+
+// TestHeartbeatsKeepALeaseWhoseRenewalsStall: a gateway's lease record
+// stops being renewed (JetStream too loaded to store the renewals in time)
+// while its heartbeats keep coming: its users stay online. When the
+// heartbeats stop too, the node is dead and its users go offline. A
+// heartbeat of another epoch (an earlier run) keeps nothing alive.
+func TestHeartbeatsKeepALeaseWhoseRenewalsStall(t *testing.T) {
+	h := newHarness(t)
+	const ttl = 400 * time.Millisecond
+	h.putLease("busy", 1, ttl)
+	h.publish(opening("busy", "ann", "b1"))
+	if _, _, online := h.next(); !online {
+		t.Fatal("want ann online")
+	}
+	beat := func(epoch uint64) {
+		if err := h.nc.Publish(subject.GatewayAlive("busy"), []byte(strconv.FormatUint(epoch, 10))); err != nil {
+			t.Error(err)
+		}
+	}
+	// Ten lease periods of heartbeats and no renewal: still online. A
+	// marker's transition, published after, must be the next event.
+	for range 50 {
+		beat(1)
+		time.Sleep(ttl / 5) // the heartbeat's period, not a wait for something
+	}
+	h.publish(opening("busy", "marker", "m1"))
+	if subj, _, _ := h.next(); subj != subject.UserEvents("marker") {
+		t.Fatalf("event on %s while the node's heartbeats kept coming; want the marker's", subj)
+	}
+	// From now on only heartbeats of another epoch: ann goes offline
+	// within about the lease.
+	stop := time.Now()
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(ttl / 5):
+				beat(2)
+			}
+		}
+	}()
+	subj, _, online := h.next()
+	if online || subj != subject.UserEvents("ann") {
+		t.Fatalf("got %s online=%v, want ann offline", subj, online)
+	}
+	if took := time.Since(stop); took > 10*ttl {
+		t.Fatalf("ann offline %v after the heartbeats stopped, want about the lease (%v)", took, ttl)
 	}
 }

@@ -49,9 +49,10 @@ type Worker struct {
 
 	recent recentEmits
 
-	epochMu sync.RWMutex
-	epochs  map[string]uint64
-	leases  *leases
+	epochMu    sync.RWMutex
+	epochs     map[string]uint64
+	leases     *leases
+	heartbeats *nats.Subscription
 
 	shards  []chan jetstream.Msg
 	cc      jetstream.ConsumeContext
@@ -91,6 +92,9 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Wor
 	w.wg.Add(1)
 	go func() { defer w.wg.Done(); <-w.router.Stopped() }()
 	if err := w.followNodes(ctx); err != nil {
+		return fail(err)
+	}
+	if err := w.followHeartbeats(); err != nil {
 		return fail(err)
 	}
 	w.wg.Add(2)

@@ -11,6 +11,7 @@
 //	presence.events.channel.<type>.<id>   the same events, for each channel the user is in
 //	presence.gateway.<node>.watch         request: add or remove watches of one connection
 //	presence.gateway.reannounce           broadcast: every gateway re-publishes its live connections
+//	presence.gateway.<node>.alive         a gateway's heartbeat (its epoch), beside its lease renewals
 //	presence.resync                       to one worker: publish again the current event of these users and channels' members
 package subject
 
@@ -151,6 +152,24 @@ const Reannounce = "presence.gateway.reannounce"
 // some users again: events are core NATS messages, and those in flight when
 // a NATS server dies are lost.
 const Resync = "presence.resync"
+
+// GatewayAlive is a gateway node's heartbeat: core NATS, so a JetStream
+// too loaded to store lease renewals in time cannot make a live node look
+// dead. GatewayAliveAll matches every node's.
+func GatewayAlive(node string) string { return "presence.gateway." + node + ".alive" }
+
+// GatewayAliveAll matches every gateway's heartbeat.
+const GatewayAliveAll = "presence.gateway.*.alive"
+
+// ParseGatewayAlive returns the node of a heartbeat subject.
+func ParseGatewayAlive(subj string) (node string, ok bool) {
+	rest, ok := strings.CutPrefix(subj, "presence.gateway.")
+	if !ok {
+		return "", false
+	}
+	node, ok = strings.CutSuffix(rest, ".alive")
+	return node, ok && CheckNode(node) == nil
+}
 
 // GatewayWatch is the request subject of a gateway node's watch registry.
 func GatewayWatch(node string) string { return "presence.gateway." + node + ".watch" }

@@ -58,3 +58,14 @@ func TestParseCID(t *testing.T) {
 		}
 	}
 }
+
+func TestGatewayAliveRoundTrip(t *testing.T) {
+	if node, ok := ParseGatewayAlive(GatewayAlive("gateway-1")); !ok || node != "gateway-1" {
+		t.Fatalf("ParseGatewayAlive = %q %v", node, ok)
+	}
+	for _, bad := range []string{"presence.gateway.alive", "presence.gateway.a.b.alive", "presence.gateway.x.watch", "other.gateway.x.alive"} {
+		if node, ok := ParseGatewayAlive(bad); ok {
+			t.Errorf("ParseGatewayAlive(%q) = %q, want not ok", bad, node)
+		}
+	}
+}
