@@ -2,6 +2,8 @@ package cluster_test
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"testing"
 
 	"github.com/presencehq/presence/cluster"
@@ -13,6 +15,20 @@ import (
 // balancer) and fails the test on every broken invariant. Bugs the scenario
 // observes without asserting them are logged; the chaosbug tests assert
 // them.
+func init() {
+	// The storm's clients run in child processes of the test binary.
+	cluster.ChildMain = func(args []string) bool {
+		if len(args) == 0 || args[0] != chaos.StormClientsCommand {
+			return false
+		}
+		if err := chaos.ServeStormClients(context.Background(), os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "storm-clients:", err)
+			os.Exit(1)
+		}
+		return true
+	}
+}
+
 func runChaos(t *testing.T, sc chaos.Scenario) *chaos.Result {
 	t.Helper()
 	if testing.Short() {

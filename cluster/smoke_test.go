@@ -53,7 +53,15 @@ var (
 	buildErr  error
 )
 
+// ChildMain, when set (by the chaos tests), is given the test binary's
+// arguments first and reports whether it served them: the binary started
+// as a child process of a test (see chaos.StormClientsCommand).
+var ChildMain func(args []string) bool
+
 func TestMain(m *testing.M) {
+	if ChildMain != nil && ChildMain(os.Args[1:]) {
+		os.Exit(0)
+	}
 	code := m.Run()
 	if binDir != "" {
 		os.RemoveAll(binDir)

@@ -3,7 +3,7 @@ package chaos
 import (
 	"context"
 	"fmt"
-	"sync"
+	"os"
 	"time"
 )
 
@@ -21,6 +21,11 @@ type StormParams struct {
 	// as many events in a storm; past its queue the gateway closes it as
 	// too slow (1013), which the SDK answers by reconnecting.
 	SendQueue int
+	// Procs, when set, spreads the clients over that many child processes
+	// of Exe (presence-chaos, serving StormClientsCommand): a process may
+	// hold at most 20,000 open files here.
+	Procs int
+	Exe   string
 }
 
 // Storm: clients spread over both gateways lose their sockets at once (the
@@ -32,10 +37,13 @@ type StormParams struct {
 // received twice in a row. Measured: the time from the drop until REST and
 // both watchers agree with the truth.
 func Storm(s Size) Scenario {
-	p := StormParams{Clients: 300, LeaveEvery: 10, ConnectRate: 40, ConnectBurst: 20}
+	p := StormParams{Clients: 5000, LeaveEvery: 10, ConnectRate: 500, ConnectBurst: 500, SendQueue: 16384, Procs: 2}
 	if s == Full {
-		p = StormParams{Clients: 6000, LeaveEvery: 10, ConnectRate: 500, ConnectBurst: 500, SendQueue: 16384}
+		p = StormParams{Clients: 20000, LeaveEvery: 10, ConnectRate: 1000, ConnectBurst: 1000, SendQueue: 65536, Procs: 4}
 	}
+	// The children are this program again: presence-chaos and the cluster
+	// tests serve StormClientsCommand.
+	p.Exe, _ = os.Executable()
 	return StormWith(p)
 }
 
@@ -55,6 +63,9 @@ func StormWith(p StormParams) Scenario {
 	}
 	return sc.run(func(ctx context.Context, e *Env, r *Result) error {
 		r.Setup = fmt.Sprintf("%d clients over 2 gateways drop at once and reconnect with the SDK's backoff, 1 in %d does not; connect limit %d/s (burst %d) per gateway", p.Clients, p.LeaveEvery, p.ConnectRate, p.ConnectBurst)
+		if p.Procs > 0 {
+			r.Setup += fmt.Sprintf("; clients in %d processes", p.Procs)
+		}
 		if p.SendQueue > 0 {
 			r.Setup += fmt.Sprintf("; send queue %d", p.SendQueue)
 		}
@@ -72,28 +83,21 @@ func StormWith(p StormParams) Scenario {
 				w.Close()
 			}
 		}()
-		g1, g2 := e.C.ConnectURL("gateway-1"), e.C.ConnectURL("gateway-2")
-		sessions := make([]*Session, len(pop.Users))
-		for i, u := range pop.Users {
-			bal := NewBalancer(g1, g2)
-			if i%2 == 1 {
-				bal = NewBalancer(g2, g1)
-			}
-			sessions[i] = StartSession(ctx, bal, e.Creds, u)
-		}
-		each := func(f func(*Session)) {
-			var wg sync.WaitGroup
-			for _, s := range sessions {
-				wg.Go(func() { f(s) })
-			}
-			wg.Wait()
-		}
-		defer each((*Session).Leave)
+		gateways := [2]string{e.C.ConnectURL("gateway-1"), e.C.ConnectURL("gateway-2")}
 		began := time.Now()
-		for _, s := range sessions {
-			if err := Within(ctx, 2*time.Minute, s.WaitConnected); err != nil {
+		var clients fleet
+		if p.Procs > 0 {
+			f, err := startChildren(ctx, p.Exe, p.Procs, gateways, e.Creds, pop.Users)
+			if err != nil {
 				return err
 			}
+			clients = f
+		} else {
+			clients = startSessions(ctx, gateways, e.Creds, pop.Users, 0)
+		}
+		defer clients.leave()
+		if err := clients.waitConnected(ctx); err != nil {
+			return err
 		}
 		online := func(w *Watcher) bool {
 			for _, u := range pop.Users {
@@ -109,19 +113,26 @@ func StormWith(p StormParams) Scenario {
 		e.Logf("%d clients connected and online for both watchers in %s", p.Clients, Dur(time.Since(began)))
 
 		truth := map[string]bool{}
+		var leavers []int
 		for i, u := range pop.Users {
 			truth[u] = i%p.LeaveEvery != p.LeaveEvery-1
 			if !truth[u] {
-				sessions[i].GiveUp()
+				leavers = append(leavers, i)
 			}
 		}
+		before, err := clients.stats()
+		if err != nil {
+			return err
+		}
 		limited0 := 0
-		for _, s := range sessions {
-			limited0 += s.Stats().RateLimited
+		for _, st := range before {
+			limited0 += st.RateLimited
 		}
 		e.Logf("dropping all %d sockets at once", p.Clients)
 		dropped := time.Now()
-		each((*Session).Drop)
+		if err := clients.drop(leavers); err != nil {
+			return err
+		}
 		agree := func(w *Watcher) bool {
 			for u, want := range truth {
 				if o, _ := w.Last(u); o != want {
@@ -196,13 +207,16 @@ func StormWith(p StormParams) Scenario {
 		} else if len(bad) > 0 {
 			r.Violate("after settling, api-2 disagrees: %s", describe(bad, truth))
 		}
+		after, err := clients.stats()
+		if err != nil {
+			return err
+		}
 		limited, maxFail, reconnected := -limited0, 0, 0
-		for i, s := range sessions {
-			st := s.Stats()
+		for i, st := range after {
 			limited += st.RateLimited
 			maxFail = max(maxFail, st.Failures)
-			if st.Fatal != nil {
-				r.Violate("%s: %v", pop.Users[i], st.Fatal)
+			if st.Fatal != "" {
+				r.Violate("%s: %s", pop.Users[i], st.Fatal)
 			}
 			if truth[pop.Users[i]] && st.Connects >= 2 {
 				reconnected++

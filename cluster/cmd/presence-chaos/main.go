@@ -32,6 +32,14 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == chaos.StormClientsCommand {
+		// A child serving part of a storm's clients (see chaos.Storm).
+		if err := chaos.ServeStormClients(context.Background(), os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "presence-chaos storm-clients:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	code, err := run(os.Args[1:], os.Stdout, os.Stderr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "presence-chaos:", err)
