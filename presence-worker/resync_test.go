@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"testing"
 
 	"github.com/presencehq/presence/pkg/connevent"
@@ -12,16 +13,22 @@ import (
 	"github.com/presencehq/presence/pkg/subject"
 )
 
-// expectCopy reads until a copy of an event already read arrives on subj,
-// and returns its rank and online value.
-func (h *harness) expectCopy(subj string) (uint64, bool) {
+// expectCopies reads until a copy of an event already read arrived on each
+// of subjs, in any order, and returns their ranks and online values.
+func (h *harness) expectCopies(subjs ...string) map[string]string {
 	h.t.Helper()
-	for {
+	want := map[string]bool{}
+	for _, s := range subjs {
+		want[s] = true
+	}
+	got := map[string]string{}
+	for len(got) < len(want) {
 		s, v, online, dup := h.nextCopy()
-		if dup && s == subj {
-			return v, online
+		if dup && want[s] {
+			got[s] = fmt.Sprintf("v%d:%v", v, online)
 		}
 	}
+	return got
 }
 
 // TestResyncRepublishesUsersAndChannelMembers: a gateway asking for a user
@@ -41,9 +48,10 @@ func TestResyncRepublishesUsersAndChannelMembers(t *testing.T) {
 	if err := resync.Send(h.nc, []string{"ann"}, []string{"messaging:general"}); err != nil {
 		t.Fatal(err)
 	}
+	got := h.expectCopies(subject.UserEvents("ann"), subject.UserEvents("bob"))
 	for _, u := range []string{"ann", "bob"} {
-		if v, online := h.expectCopy(subject.UserEvents(u)); v != 1 || !online {
-			t.Fatalf("%s: copy of v%d online=%v, want v1 online", u, v, online)
+		if c := got[subject.UserEvents(u)]; c != "v1:true" {
+			t.Fatalf("%s: copy %s, want v1:true", u, c)
 		}
 	}
 }
@@ -63,7 +71,7 @@ func TestRecentEventsArePublishedAgainAfterAReconnect(t *testing.T) {
 	if err := h.ns.DisconnectClientByID(cid); err != nil {
 		t.Fatal(err)
 	}
-	if v, online := h.expectCopy(subject.UserEvents("cat")); v != 1 || !online {
-		t.Fatalf("copy of v%d online=%v, want v1 online", v, online)
+	if c := h.expectCopies(subject.UserEvents("cat"))[subject.UserEvents("cat")]; c != "v1:true" {
+		t.Fatalf("copy %s, want v1:true", c)
 	}
 }
