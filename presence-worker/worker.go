@@ -208,7 +208,9 @@ func (w *Worker) handle(msg jetstream.Msg) {
 		_ = msg.Term()
 		return
 	}
-	ctx, cancel := context.WithTimeout(w.ctx, 20*time.Second)
+	// A request lost with a dying NATS server is given up after this and
+	// the event retried (redelivered: it re-emits what it may have written).
+	ctx, cancel := context.WithTimeout(w.ctx, applyTimeout)
 	defer cancel()
 	if wait := w.graceLeft(ev); wait > 0 {
 		if !strings.HasPrefix(msg.Subject(), subject.GraceAll[:len(subject.GraceAll)-1]) {
@@ -239,6 +241,10 @@ func (w *Worker) handle(msg jetstream.Msg) {
 	}
 	_ = msg.Ack()
 }
+
+// applyTimeout bounds applying one event: a few JetStream round trips,
+// which take milliseconds unless a server died under them.
+const applyTimeout = 5 * time.Second
 
 // hold moves a close that must wait out a grace to the held-closes consumer.
 func (w *Worker) hold(msg jetstream.Msg, ev connevent.Event) {

@@ -28,9 +28,6 @@ type churn struct {
 	hold        time.Duration // longest hold online / pause offline
 	stepTimeout time.Duration
 	r           *Result
-	// lenient, when set, is the finding kind a lost or duplicated
-	// transition is reported as, instead of a violation.
-	lenient string
 
 	stopped atomic.Bool
 	mu      sync.Mutex
@@ -73,10 +70,6 @@ func (ch *churn) run(ctx context.Context) (stop func()) {
 
 // anomaly reports a transition lost, duplicated or out of order.
 func (ch *churn) anomaly(format string, args ...any) {
-	if ch.lenient != "" {
-		ch.r.Find(ch.lenient, format, args...)
-		return
-	}
 	ch.r.Violate(format, args...)
 }
 

@@ -47,13 +47,6 @@ type Finding struct {
 	Text string
 }
 
-// Kinds of findings.
-const (
-	// NATSKillTransitions: around the kill of a NATS node, a transition
-	// never reaches a watcher, or reaches it twice.
-	NATSKillTransitions = "nats-kill-transitions"
-)
-
 // Find records a bug observed but not asserted.
 func (r *Result) Find(kind, format string, args ...any) {
 	r.mu.Lock()

@@ -99,9 +99,9 @@ func TestQuantileAndTable(t *testing.T) {
 	}
 	r := &Result{Scenario: "x", Setup: "a|b", Measured: "m", Expected: "e"}
 	r.Violate("broke %d", 1)
-	r.Find(NATSKillTransitions, "bug")
+	r.Find("example-bug", "bug")
 	tab := Table([]*Result{r})
-	for _, want := range []string{"| x | a\\|b | m | e | **1 violation(s)**; bug: nats-kill-transitions |", "- x: violation: broke 1", "- x: bug (nats-kill-transitions): bug"} {
+	for _, want := range []string{"| x | a\\|b | m | e | **1 violation(s)**; bug: example-bug |", "- x: violation: broke 1", "- x: bug (example-bug): bug"} {
 		if !strings.Contains(tab, want) {
 			t.Errorf("table lacks %q:\n%s", want, tab)
 		}
