@@ -281,9 +281,7 @@ func (t Topology) Env(name string, n Net) (map[string]string, error) {
 //     NATS node's /connz, and the workers' JetStream consumer exists (so the
 //     first worker has set up every stream and bucket);
 //   - gateway: /readyz;
-//   - api: GET /users without an api key answers 401 (the api has no health
-//     endpoint; it listens only once its index has caught up, and this route
-//     is refused before any work is done).
+//   - api: /readyz (it listens only once its index has caught up).
 func (t Topology) Probe(name string, n Net) ([]string, error) {
 	node, ok := t.Node(name)
 	if !ok {
@@ -302,7 +300,7 @@ func (t Topology) Probe(name string, n Net) ([]string, error) {
 	case Gateway:
 		return []string{"http", self(node.Port, "/readyz")}, nil
 	case API:
-		return []string{"http", self(node.Port, "/users"), "401"}, nil
+		return []string{"http", self(node.Port, "/readyz")}, nil
 	case LB:
 		return []string{"http", self(node.WSPort, "/readyz")}, nil
 	}
