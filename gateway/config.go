@@ -43,6 +43,10 @@ type Config struct {
 	// them a connect gets the SDK's retryable rate-limit error.
 	ConnectRate  float64
 	ConnectBurst int
+	// ConnectInFlight bounds connects under way at once (each waits on a
+	// few JetStream requests); past it a connect gets the same retryable
+	// error, so a storm meets back-pressure instead of swamping JetStream.
+	ConnectInFlight int
 	// SendQueue is how many events may wait for a slow socket before it is
 	// closed (so one slow client never holds up the others).
 	SendQueue int
@@ -73,6 +77,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.DrainGrace, "drain-grace", 10*time.Second, "a drained user reconnecting elsewhere within this never reads offline")
 	fs.Float64Var(&c.ConnectRate, "connect-rate", 2000, "connects accepted per second before answering rate-limited")
 	fs.IntVar(&c.ConnectBurst, "connect-burst", 4000, "connects accepted at once before the rate applies")
+	fs.IntVar(&c.ConnectInFlight, "connect-inflight", 256, "connects under way at once (waiting on JetStream) before answering rate-limited")
 	fs.IntVar(&c.SendQueue, "send-queue", 256, "events queued per socket before a slow socket is closed")
 	fs.IntVar(&c.MaxWatches, "max-watches", 10000, "users plus channels one connection may watch")
 	fs.IntVar(&c.Replicas, "replicas", 1, "replicas of JetStream streams and buckets (3 in a cluster)")
@@ -117,6 +122,9 @@ func (c *Config) defaults() {
 	}
 	if c.ConnectBurst <= 0 {
 		c.ConnectBurst = d.ConnectBurst
+	}
+	if c.ConnectInFlight <= 0 {
+		c.ConnectInFlight = d.ConnectInFlight
 	}
 	if c.SendQueue <= 0 {
 		c.SendQueue = d.SendQueue

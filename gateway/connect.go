@@ -161,6 +161,14 @@ func (g *Gateway) admit(r *http.Request, ws *websocket.Conn) (*conn, model.User,
 	if !g.connect.allow() {
 		return nil, model.User{}, model.Presence{}, apierror.New(apierror.CodeRateLimit, http.StatusTooManyRequests, "too many connects right now, retry shortly")
 	}
+	select {
+	case g.admitting <- struct{}{}:
+		defer func() { <-g.admitting }()
+	default:
+		// JetStream is behind: new connects would only queue on it (and
+		// with them the lease renewals and everyone's events).
+		return nil, model.User{}, model.Presence{}, apierror.New(apierror.CodeRateLimit, http.StatusTooManyRequests, "too many connects under way, retry shortly")
+	}
 
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()

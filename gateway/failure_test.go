@@ -11,6 +11,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/presencehq/presence/pkg/connevent"
+	"github.com/presencehq/presence/pkg/event"
 	"github.com/presencehq/presence/pkg/model"
 )
 
@@ -54,6 +55,26 @@ func TestConnectRateLimitAnswersRetryably(t *testing.T) {
 	}
 	if code := waitClose(t, ws, 5*time.Second); code != websocket.StatusTryAgainLater {
 		t.Fatalf("close %v, want 1013 so the SDK retries", code)
+	}
+}
+
+// TestConnectsUnderWayAreBounded: with every admission slot taken (the
+// connects before it still wait on JetStream), a connect is answered with
+// the retryable rate-limit error at once, and admitted once a slot frees.
+func TestConnectsUnderWayAreBounded(t *testing.T) {
+	h := newHarnessWith(t, Config{ConnectInFlight: 1})
+	h.gw.admitting <- struct{}{} // a connect under way
+	ws, first := h.dial("ann", userToken(t, "ann"), testKey, nil)
+	e, _ := first["error"].(map[string]any)
+	if e == nil || e["code"] != float64(9) || e["StatusCode"] != float64(429) {
+		t.Fatalf("connect got %v, want rate-limit code 9 status 429", first)
+	}
+	if code := waitClose(t, ws, 5*time.Second); code != websocket.StatusTryAgainLater {
+		t.Fatalf("close %v, want 1013 so the SDK retries", code)
+	}
+	<-h.gw.admitting
+	if _, first := h.dial("ann", userToken(t, "ann"), testKey, nil); first["type"] != event.ConnectionOK {
+		t.Fatalf("connect after the slot freed got %v, want connection.ok", first)
 	}
 }
 

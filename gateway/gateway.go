@@ -48,6 +48,8 @@ type Gateway struct {
 	epoch   atomic.Uint64
 	seq     atomic.Uint64
 	connect *rateLimit
+	// admitting holds a slot per connect under way (ConnectInFlight).
+	admitting chan struct{}
 
 	mu       sync.Mutex
 	conns    map[string]*conn
@@ -107,16 +109,17 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger, opts 
 		}
 	}
 	g := &Gateway{
-		leases:  leases,
-		leaseNC: leaseNC,
-		cfg:     cfg,
-		log:     log,
-		nc:      nc,
-		js:      js,
-		st:      st,
-		tokens:  token.NewChecker(cfg.APISecret, token.WithPreviousSecret(cfg.APISecretPrevious), token.WithDevTokens(cfg.DevTokens)),
-		conns:   map[string]*conn{},
-		connect: newRateLimit(cfg.ConnectRate, cfg.ConnectBurst),
+		leases:    leases,
+		leaseNC:   leaseNC,
+		cfg:       cfg,
+		log:       log,
+		nc:        nc,
+		js:        js,
+		st:        st,
+		tokens:    token.NewChecker(cfg.APISecret, token.WithPreviousSecret(cfg.APISecretPrevious), token.WithDevTokens(cfg.DevTokens)),
+		conns:     map[string]*conn{},
+		connect:   newRateLimit(cfg.ConnectRate, cfg.ConnectBurst),
+		admitting: make(chan struct{}, cfg.ConnectInFlight),
 	}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	if g.relay, err = newRelay(nc, log); err != nil {

@@ -216,7 +216,7 @@ func KVLossWith(p KVLossParams) Scenario {
 			var stuck, repeated []string
 			for _, u := range pop.Users {
 				if o, _ := w.Last(u); o != truth[u] {
-					stuck = append(stuck, fmt.Sprintf("%s reads %s (want %s)", u, onOff(o), onOff(truth[u])))
+					stuck = append(stuck, fmt.Sprintf("%s reads %s (want %s; received: %s, %d before the loss)", u, onOff(o), onOff(truth[u]), Format(w.Seq(u)), seen[w][u]))
 				}
 				// The first event after the loss may repeat the state the
 				// watcher has: the rebuilt state announces each user once
