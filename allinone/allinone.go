@@ -116,7 +116,11 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (p *Presence, err 
 	if err != nil {
 		return nil, err
 	}
-	if p.worker, err = worker.New(ctx, worker.Config{Name: "worker-1", ActiveInterval: cfg.ActiveInterval}, wnc, log); err != nil {
+	wlnc, err := dial("presence-worker leases")
+	if err != nil {
+		return nil, err
+	}
+	if p.worker, err = worker.New(ctx, worker.Config{Name: "worker-1", ActiveInterval: cfg.ActiveInterval}, wnc, log, worker.WithLeaseConn(wlnc)); err != nil {
 		return nil, err
 	}
 	gnc, err := dial("presence-gateway")

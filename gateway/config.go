@@ -77,7 +77,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.DrainGrace, "drain-grace", 10*time.Second, "a drained user reconnecting elsewhere within this never reads offline")
 	fs.Float64Var(&c.ConnectRate, "connect-rate", 2000, "connects accepted per second before answering rate-limited")
 	fs.IntVar(&c.ConnectBurst, "connect-burst", 4000, "connects accepted at once before the rate applies")
-	fs.IntVar(&c.ConnectInFlight, "connect-inflight", 256, "connects under way at once (waiting on JetStream) before answering rate-limited")
+	fs.IntVar(&c.ConnectInFlight, "connect-inflight", 1024, "connects under way at once (waiting on JetStream) before answering rate-limited")
 	fs.IntVar(&c.SendQueue, "send-queue", 256, "events queued per socket before a slow socket is closed")
 	fs.IntVar(&c.MaxWatches, "max-watches", 10000, "users plus channels one connection may watch")
 	fs.IntVar(&c.Replicas, "replicas", 1, "replicas of JetStream streams and buckets (3 in a cluster)")

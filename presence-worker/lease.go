@@ -49,7 +49,7 @@ func (l *leases) heard(node string, epoch uint64) {
 // followHeartbeats notes the gateways' heartbeats (core NATS): a live node
 // whose lease renewals an overloaded JetStream holds up is not expired.
 func (w *Worker) followHeartbeats() error {
-	sub, err := w.nc.Subscribe(subject.GatewayAliveAll, func(m *nats.Msg) {
+	sub, err := w.leaseNC.Subscribe(subject.GatewayAliveAll, func(m *nats.Msg) {
 		node, ok := subject.ParseGatewayAlive(m.Subject)
 		epoch, err := strconv.ParseUint(string(m.Data), 10, 64)
 		if ok && err == nil {
@@ -110,7 +110,7 @@ func (w *Worker) expireLeases() {
 			l.Expired = true
 			b, _ := json.Marshal(l)
 			ctx, cancel := context.WithTimeout(w.ctx, 5*time.Second)
-			_, err := w.st.Nodes.Update(ctx, node, b, s.rev)
+			_, err := w.nodes.Update(ctx, node, b, s.rev)
 			cancel()
 			if err == nil {
 				w.log.Warn("gateway lease expired: taking its users offline", "node", node, "epoch", l.Epoch, "silent_for", time.Since(s.lease.RenewedAt).Round(time.Millisecond))

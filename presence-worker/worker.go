@@ -53,6 +53,10 @@ type Worker struct {
 	epochs     map[string]uint64
 	leases     *leases
 	heartbeats *nats.Subscription
+	// leaseNC and nodes follow the gateways' leases and heartbeats on a
+	// connection of their own (see WithLeaseConn).
+	leaseNC *nats.Conn
+	nodes   jetstream.KeyValue
 
 	shards  []chan jetstream.Msg
 	cc      jetstream.ConsumeContext
@@ -62,8 +66,23 @@ type Worker struct {
 	wg      sync.WaitGroup
 }
 
+// Option adjusts a worker at New.
+type Option func(*options)
+
+type options struct{ leaseConn *nats.Conn }
+
+// WithLeaseConn follows the gateways' leases and heartbeats over a NATS
+// connection of their own: the main one carries thousands of input events
+// at once, and a heartbeat queued behind them could make a live gateway
+// look dead (I4). Run uses it.
+func WithLeaseConn(nc *nats.Conn) Option { return func(o *options) { o.leaseConn = nc } }
+
 // New starts a worker on nc. Call Close to stop it.
-func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Worker, error) {
+func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger, opts ...Option) (*Worker, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	cfg.defaults()
 	if log == nil {
 		log = slog.Default()
@@ -79,6 +98,17 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Wor
 	}
 	w := &Worker{cfg: cfg, log: log, nc: nc, js: js, st: st, epochs: map[string]uint64{}, leases: newLeases()}
 	w.id = cfg.Name + "." + strconv.FormatInt(time.Now().UnixNano(), 36)
+	w.leaseNC, w.nodes = nc, st.Nodes
+	if o.leaseConn != nil {
+		ljs, err := jetstream.New(o.leaseConn)
+		if err != nil {
+			return nil, err
+		}
+		if w.nodes, err = ljs.KeyValue(ctx, store.BucketNodes); err != nil {
+			return nil, fmt.Errorf("worker: lease bucket: %w", err)
+		}
+		w.leaseNC = o.leaseConn
+	}
 	w.recent.at = map[string]time.Time{}
 	w.ctx, w.cancel = context.WithCancel(context.Background())
 	fail := func(err error) (*Worker, error) {
@@ -175,7 +205,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("worker: %w", err)
 	}
 	defer nc.Drain()
-	w, err := New(ctx, cfg, nc, log)
+	lnc, err := natsconn.Connect(cfg.NATSURL, "presence-worker "+cfg.Name+" leases", log)
+	if err != nil {
+		return fmt.Errorf("worker: %w", err)
+	}
+	defer lnc.Drain()
+	w, err := New(ctx, cfg, nc, log, WithLeaseConn(lnc))
 	if err != nil {
 		return err
 	}
@@ -418,7 +453,7 @@ func (w *Worker) learnEpoch(node string, epoch uint64) {
 
 // followNodes keeps the known epoch and lease of every gateway node current.
 func (w *Worker) followNodes(ctx context.Context) error {
-	stopped, err := store.Follow(w.ctx, w.st.Nodes, func(e jetstream.KeyValueEntry) {
+	stopped, err := store.Follow(w.ctx, w.nodes, func(e jetstream.KeyValueEntry) {
 		var l model.Lease
 		if e.Operation() != jetstream.KeyValuePut || json.Unmarshal(e.Value(), &l) != nil {
 			return
