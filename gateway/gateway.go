@@ -97,16 +97,13 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger, opts 
 	if err != nil {
 		return nil, err
 	}
-	leases, leaseNC := st.Nodes, nc
+	leases, err := st.NodesOn(ctx, o.leaseConn)
+	if err != nil {
+		return nil, err
+	}
+	leaseNC := nc
 	if o.leaseConn != nil {
 		leaseNC = o.leaseConn
-		ljs, err := jetstream.New(o.leaseConn)
-		if err != nil {
-			return nil, err
-		}
-		if leases, err = ljs.KeyValue(ctx, store.BucketNodes); err != nil {
-			return nil, fmt.Errorf("gateway: lease bucket: %w", err)
-		}
 	}
 	g := &Gateway{
 		leases:    leases,

@@ -276,13 +276,7 @@ func TestRelayDeliversOncePerConnection(t *testing.T) {
 	if err := h.nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	var got []any
-	for len(got) < 3 {
-		f := readFrame(t, ws)
-		if f["type"] == event.PresenceChanged {
-			got = append(got, f["user"].(map[string]any)["online"])
-		}
-	}
+	got := readOnline(t, ws, 3)
 	if want := []any{true, false, true}; !equal(got, want) {
 		t.Fatalf("watcher got %v, want %v", got, want)
 	}
@@ -322,7 +316,10 @@ func TestLiveConnectionRefreshesLastActive(t *testing.T) {
 // gateway holds it until the predecessor comes, so the watcher sees both in
 // order instead of the older being dropped as stale (I2). A predecessor that
 // never comes only delays the event.
-func TestEventWaitsForItsRacingPredecessor(t *testing.T) {
+// watchAnn connects a watcher of ann and returns its socket and a way to
+// publish ann's events with any version and predecessor.
+func watchAnn(t *testing.T) (*websocket.Conn, func(v, prev uint64, online bool)) {
+	t.Helper()
 	h := newHarness(t)
 	ws, first := h.dial("watcher", userToken(t, "watcher"), testKey, nil)
 	readFrame(t, ws) // health.check
@@ -331,23 +328,34 @@ func TestEventWaitsForItsRacingPredecessor(t *testing.T) {
 	if err := watch.Send(ctx, h.nc, watch.Request{ConnID: first["connection_id"].(string), UserID: "watcher", Users: []string{"ann"}}); err != nil {
 		t.Fatal(err)
 	}
-	send := func(v, prev uint64, online bool) {
+	return ws, func(v, prev uint64, online bool) {
 		ev := event.Event{Type: event.PresenceChanged, User: map[string]any{"id": "ann", "online": online}}
 		if err := event.Publish(h.nc, event.Meta{User: "ann", Stream: event.StreamPresence, Version: v, Prev: prev}, ev.Encode()); err != nil {
 			t.Fatal(err)
 		}
 	}
-	send(1, 0, true)
-	send(3, 2, true)  // overtook its predecessor
-	send(2, 1, false) // the predecessor, a moment later
-	send(5, 4, false) // names a predecessor that never comes
+}
+
+// readOnline reads the online value of the next n presence events on ws.
+func readOnline(t *testing.T, ws *websocket.Conn, n int) []any {
+	t.Helper()
 	var got []any
-	for len(got) < 4 {
+	for len(got) < n {
 		f := readFrame(t, ws)
 		if f["type"] == event.PresenceChanged {
 			got = append(got, f["user"].(map[string]any)["online"])
 		}
 	}
+	return got
+}
+
+func TestEventWaitsForItsRacingPredecessor(t *testing.T) {
+	ws, send := watchAnn(t)
+	send(1, 0, true)
+	send(3, 2, true)  // overtook its predecessor
+	send(2, 1, false) // the predecessor, a moment later
+	send(5, 4, false) // names a predecessor that never comes
+	got := readOnline(t, ws, 4)
 	if want := []any{true, false, true, false}; !equal(got, want) {
 		t.Fatalf("watcher got %v, want %v", got, want)
 	}
@@ -357,30 +365,11 @@ func TestEventWaitsForItsRacingPredecessor(t *testing.T) {
 // that never come, the newer one having arrived first; when the hold ends
 // both are delivered, the older first (else it would be dropped as stale).
 func TestHeldEventsAreDeliveredOldestFirst(t *testing.T) {
-	h := newHarness(t)
-	ws, first := h.dial("watcher", userToken(t, "watcher"), testKey, nil)
-	readFrame(t, ws) // health.check
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := watch.Send(ctx, h.nc, watch.Request{ConnID: first["connection_id"].(string), UserID: "watcher", Users: []string{"ann"}}); err != nil {
-		t.Fatal(err)
-	}
-	send := func(v, prev uint64, online bool) {
-		ev := event.Event{Type: event.PresenceChanged, User: map[string]any{"id": "ann", "online": online}}
-		if err := event.Publish(h.nc, event.Meta{User: "ann", Stream: event.StreamPresence, Version: v, Prev: prev}, ev.Encode()); err != nil {
-			t.Fatal(err)
-		}
-	}
+	ws, send := watchAnn(t)
 	send(1, 0, true)
 	send(4, 3, true)  // waits for 3
 	send(3, 2, false) // waits for 2, which never comes
-	var got []any
-	for len(got) < 3 {
-		f := readFrame(t, ws)
-		if f["type"] == event.PresenceChanged {
-			got = append(got, f["user"].(map[string]any)["online"])
-		}
-	}
+	got := readOnline(t, ws, 3)
 	if want := []any{true, false, true}; !equal(got, want) {
 		t.Fatalf("watcher got %v, want %v", got, want)
 	}

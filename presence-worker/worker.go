@@ -98,15 +98,11 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger, opts 
 	}
 	w := &Worker{cfg: cfg, log: log, nc: nc, js: js, st: st, epochs: map[string]uint64{}, leases: newLeases()}
 	w.id = cfg.Name + "." + strconv.FormatInt(time.Now().UnixNano(), 36)
-	w.leaseNC, w.nodes = nc, st.Nodes
+	if w.nodes, err = st.NodesOn(ctx, o.leaseConn); err != nil {
+		return nil, err
+	}
+	w.leaseNC = nc
 	if o.leaseConn != nil {
-		ljs, err := jetstream.New(o.leaseConn)
-		if err != nil {
-			return nil, err
-		}
-		if w.nodes, err = ljs.KeyValue(ctx, store.BucketNodes); err != nil {
-			return nil, fmt.Errorf("worker: lease bucket: %w", err)
-		}
 		w.leaseNC = o.leaseConn
 	}
 	w.recent.at = map[string]time.Time{}

@@ -303,6 +303,24 @@ func Update[T any](ctx context.Context, kv jetstream.KeyValue, key string, fn fu
 	}
 }
 
+// NodesOn opens the nodes bucket (leases) on nc, a connection kept for
+// leases alone so other traffic never delays them; with nc nil it is
+// s.Nodes, on the store's own connection.
+func (s *Store) NodesOn(ctx context.Context, nc *nats.Conn) (jetstream.KeyValue, error) {
+	if nc == nil {
+		return s.Nodes, nil
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	kv, err := js.KeyValue(ctx, BucketNodes)
+	if err != nil {
+		return nil, fmt.Errorf("store: bucket %s: %w", BucketNodes, err)
+	}
+	return kv, nil
+}
+
 // IsConflict reports a lost compare-and-set: someone else wrote first.
 func IsConflict(err error) bool {
 	var apiErr *jetstream.APIError
