@@ -2,11 +2,11 @@
 #   make run   the whole service in one process, on embedded NATS
 #   make test  every test (Go with -race, the SDK end-to-end suite)
 
-MODULES  := pkg gateway presence-worker api allinone cluster
+MODULES  := pkg gateway presence-worker api allinone cluster bench
 PACKAGES := $(addsuffix /...,$(addprefix ./,$(MODULES)))
 GO       ?= go
 
-.PHONY: run test check unit e2e-deps fuzz fuzz-short build clean cluster chaos
+.PHONY: run test check unit e2e-deps fuzz fuzz-short build clean cluster chaos bench bench-full
 
 FUZZTIME ?= 10m
 
@@ -68,3 +68,11 @@ chaos:
 	mkdir -p bin
 	$(GO) build -o bin/ ./cluster/cmd/presence-chaos
 	env GO='$(GO)' ./bin/presence-chaos $(CHAOS_ARGS)
+
+# Benchmarks (bench/): the scenarios at quick sizes, a table on stdout and
+# bench/results/latest.json. bench-full runs the full sizes.
+bench:
+	$(GO) run ./bench/cmd/presence-bench -profile quick
+
+bench-full:
+	$(GO) run ./bench/cmd/presence-bench -profile full

@@ -1,0 +1,199 @@
+// Package load drives many SDK-like WebSocket clients from one process, as
+// leanly as it can (it shares the machine with the server it measures): one
+// goroutine per socket, to read (which also answers the server's pings), and
+// one for the whole pool's health checks.
+package load
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/presencehq/presence/pkg/token"
+)
+
+// Target is a Presence /connect endpoint and the credentials to use it.
+type Target struct {
+	// URL is ws://host:port/connect.
+	URL    string
+	Key    string
+	Secret string
+}
+
+// Conn is one client's socket.
+type Conn struct {
+	User string
+	ID   string
+	ws   *websocket.Conn
+	done chan struct{}
+}
+
+// Done is closed when the socket has ended.
+func (c *Conn) Done() <-chan struct{} { return c.done }
+
+// Close closes the socket with 1000, as disconnectUser does.
+func (c *Conn) Close() { _ = c.ws.Close(websocket.StatusNormalClosure, "") }
+
+// ConnectError is the error frame the server answered a connect with.
+type ConnectError struct {
+	Code    int    `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *ConnectError) Error() string {
+	return fmt.Sprintf("connect refused: code %d: %s", e.Code, e.Message)
+}
+
+// Dialer opens client sockets from one source address (empty: any).
+type Dialer struct {
+	Target Target
+	http   *http.Client
+}
+
+// NewDialer returns a dialer whose sockets start from source (an IP of
+// 127.0.0.0/8, so many processes and addresses share the ephemeral ports).
+func NewDialer(t Target, source string) *Dialer {
+	d := &net.Dialer{Timeout: 15 * time.Second}
+	if source != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(source)}
+	}
+	return &Dialer{Target: t, http: &http.Client{Transport: &http.Transport{DialContext: d.DialContext}}}
+}
+
+// Dial connects user and waits for connection.ok.
+func (d *Dialer) Dial(ctx context.Context, user string) (*Conn, error) {
+	tok, err := token.ForUser(d.Target.Secret, user)
+	if err != nil {
+		return nil, err
+	}
+	payload, _ := json.Marshal(map[string]any{"user_id": user, "user_details": map[string]any{"id": user}})
+	q := url.Values{"json": {string(payload)}, "api_key": {d.Target.Key}, "authorization": {tok}, "stream-auth-type": {"jwt"}}
+	dctx, cancel := context.WithTimeout(ctx, 15*time.Second) // the SDK's connect timeout
+	defer cancel()
+	ws, _, err := websocket.Dial(dctx, d.Target.URL+"?"+q.Encode(), &websocket.DialOptions{HTTPClient: d.http})
+	if err != nil {
+		return nil, err
+	}
+	ws.SetReadLimit(1 << 20)
+	_, b, err := ws.Read(dctx)
+	if err != nil {
+		ws.CloseNow()
+		return nil, fmt.Errorf("connect %s: first frame: %w", user, err)
+	}
+	var first struct {
+		Type         string        `json:"type"`
+		ConnectionID string        `json:"connection_id"`
+		Error        *ConnectError `json:"error"`
+	}
+	if err := json.Unmarshal(b, &first); err != nil || first.Error != nil || first.Type != "connection.ok" {
+		ws.CloseNow()
+		if first.Error != nil {
+			return nil, first.Error
+		}
+		return nil, fmt.Errorf("connect %s: first frame %.200s, want connection.ok", user, b)
+	}
+	c := &Conn{User: user, ID: first.ConnectionID, ws: ws, done: make(chan struct{})}
+	go c.read()
+	return c, nil
+}
+
+// read discards what the server sends; reading is also what answers its
+// pings.
+func (c *Conn) read() {
+	defer close(c.done)
+	for {
+		if _, _, err := c.ws.Read(context.Background()); err != nil {
+			return
+		}
+	}
+}
+
+// Pool is a set of live client sockets with one health-check loop for all.
+type Pool struct {
+	mu    sync.Mutex
+	conns map[*Conn]struct{}
+	stop  chan struct{}
+	wg    sync.WaitGroup
+}
+
+// NewPool starts a pool sending each socket a health check every interval,
+// as the SDK does.
+func NewPool(interval time.Duration) *Pool {
+	p := &Pool{conns: map[*Conn]struct{}{}, stop: make(chan struct{})}
+	p.wg.Go(func() { p.healthChecks(interval) })
+	return p
+}
+
+// Add puts c in the pool until its socket ends.
+func (p *Pool) Add(c *Conn) {
+	p.mu.Lock()
+	p.conns[c] = struct{}{}
+	p.mu.Unlock()
+	go func() {
+		<-c.done
+		p.mu.Lock()
+		delete(p.conns, c)
+		p.mu.Unlock()
+	}()
+}
+
+// Len is the number of live sockets.
+func (p *Pool) Len() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.conns)
+}
+
+// Close closes every socket and stops the health checks.
+func (p *Pool) Close() {
+	close(p.stop)
+	p.wg.Wait()
+	p.mu.Lock()
+	conns := make([]*Conn, 0, len(p.conns))
+	for c := range p.conns {
+		conns = append(conns, c)
+	}
+	p.mu.Unlock()
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 256)
+	for _, c := range conns {
+		sem <- struct{}{}
+		wg.Go(func() { defer func() { <-sem }(); c.Close() })
+	}
+	wg.Wait()
+}
+
+func (p *Pool) healthChecks(interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
+		}
+		p.mu.Lock()
+		conns := make([]*Conn, 0, len(p.conns))
+		for c := range p.conns {
+			conns = append(conns, c)
+		}
+		p.mu.Unlock()
+		for _, c := range conns {
+			msg, _ := json.Marshal(map[string]any{"type": "health.check", "client_id": c.ID})
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			err := c.ws.Write(ctx, websocket.MessageText, msg)
+			cancel()
+			if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+				continue // the reader sees the socket end
+			}
+		}
+	}
+}
