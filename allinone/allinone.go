@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"strings"
@@ -44,6 +45,7 @@ type Config struct {
 	DevTokens         bool
 	NodeName          string
 	ActiveInterval    time.Duration
+	PprofAddr         string
 }
 
 // RegisterFlags binds the config to flags with their defaults.
@@ -58,6 +60,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.DevTokens, "dev-tokens", false, "accept unsigned development tokens (never in production)")
 	fs.StringVar(&c.NodeName, "node-name", "gateway-1", "gateway node name")
 	fs.DurationVar(&c.ActiveInterval, "active-interval", 15*time.Minute, "how often a live connection refreshes last_active")
+	fs.StringVar(&c.PprofAddr, "pprof-addr", "", "serve Go's profiles (/debug/pprof/) on this address; off when empty; keep it on loopback")
 }
 
 // Presence is a running all-in-one service.
@@ -158,6 +161,16 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (p *Presence, err 
 	}
 	if err := p.serve(cfg.WSAddr, p.gateway.Handler()); err != nil {
 		return nil, err
+	}
+	if cfg.PprofAddr != "" {
+		// Profiles for tuning (make bench saves them): never on the
+		// public listeners.
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		if err := p.serve(cfg.PprofAddr, mux); err != nil {
+			return nil, err
+		}
 	}
 	return p, nil
 }

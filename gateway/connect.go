@@ -44,7 +44,7 @@ type conn struct {
 	grace   atomic.Int64
 	pinging atomic.Bool
 	ws      *websocket.Conn
-	send    chan []byte
+	out     *outbox
 	done    chan struct{}
 
 	closeOnce sync.Once
@@ -60,9 +60,11 @@ type conn struct {
 // closed rather than allowed to hold up the relay.
 func (c *conn) enqueue(b []byte) {
 	select {
-	case c.send <- b:
 	case <-c.done:
+		return
 	default:
+	}
+	if !c.out.push(b) {
 		go c.close(websocket.StatusTryAgainLater, "too slow to keep up")
 	}
 }
@@ -198,7 +200,7 @@ func (g *Gateway) admit(r *http.Request, ws *websocket.Conn) (*conn, model.User,
 		epoch: epoch,
 		user:  req.UserID,
 		ws:    ws,
-		send:  make(chan []byte, g.cfg.SendQueue),
+		out:   newOutbox(g.cfg.SendQueue),
 		done:  make(chan struct{}),
 	}
 	now := time.Now().UTC()
@@ -360,13 +362,15 @@ func (g *Gateway) writeLoop(c *conn) {
 			if c.pinging.CompareAndSwap(false, true) {
 				go g.ping(c)
 			}
-		case b := <-c.send:
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			err := c.ws.Write(ctx, websocket.MessageText, b)
-			cancel()
-			if err != nil {
-				c.close(websocket.StatusGoingAway, "write failed")
-				return
+		case <-c.out.ready:
+			for _, b := range c.out.take() {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				err := c.ws.Write(ctx, websocket.MessageText, b)
+				cancel()
+				if err != nil {
+					c.close(websocket.StatusGoingAway, "write failed")
+					return
+				}
 			}
 		}
 	}

@@ -93,7 +93,7 @@ func run(args []string) error {
 		}
 	}
 	rep := Report{Profile: *profile, When: time.Now().UTC().Format(time.RFC3339), Machine: machine()}
-	res, err := idle(ctx, work, idleConns)
+	res, err := idle(ctx, work, idleConns, filepath.Dir(*out))
 	if err != nil {
 		return fmt.Errorf("idle: %w", err)
 	}
@@ -111,14 +111,19 @@ func run(args []string) error {
 }
 
 // idle connects n clients to the all-in-one server and measures its RSS
-// per connection.
-func idle(ctx context.Context, bin string, n int) ([]Result, error) {
+// and goroutines per connection; it saves the server's heap profile with
+// them connected in dir (idle-heap.pprof).
+func idle(ctx context.Context, bin string, n int, dir string) ([]Result, error) {
 	srv, err := startServer(ctx, bin)
 	if err != nil {
 		return nil, err
 	}
 	defer srv.stop()
 	base, err := settledRSS(srv.cmd.Process.Pid)
+	if err != nil {
+		return nil, err
+	}
+	g0, err := srv.goroutines()
 	if err != nil {
 		return nil, err
 	}
@@ -162,11 +167,20 @@ func idle(ctx context.Context, bin string, n int) ([]Result, error) {
 		return nil, err
 	}
 	per := float64(rss-base) / float64(total.Conns)
-	fmt.Fprintf(os.Stderr, "presence-bench: idle: %d connected (%d failed, %d retried) in %s; server RSS %.1f MiB, %.1f KB per connection\n",
-		total.Conns, total.Failed, total.Retries, total.Took.Round(time.Millisecond), float64(rss)/(1<<20), per/1000)
+	g1, err := srv.goroutines()
+	if err != nil {
+		return nil, err
+	}
+	gPer := float64(g1-g0) / float64(total.Conns)
+	if err := srv.saveProfile("heap", filepath.Join(dir, "idle-heap.pprof")); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(os.Stderr, "presence-bench: idle: %d connected (%d failed, %d retried) in %s; server RSS %.1f MiB, %.1f KB and %.2f goroutines per connection\n",
+		total.Conns, total.Failed, total.Retries, total.Took.Round(time.Millisecond), float64(rss)/(1<<20), per/1000, gPer)
 	return []Result{
 		{Scenario: "idle", System: "presence", Metric: "conns", Value: float64(total.Conns), Unit: "connections"},
 		{Scenario: "idle", System: "presence", Metric: "rss_per_conn_bytes", Value: per, Unit: "bytes"},
+		{Scenario: "idle", System: "presence", Metric: "goroutines_per_conn", Value: gPer, Unit: "goroutines"},
 		{Scenario: "idle", System: "presence", Metric: "connect_per_sec", Value: total.PerSecond(), Unit: "connects/s"},
 	}, nil
 }
@@ -179,12 +193,54 @@ const (
 type server struct {
 	cmd   *exec.Cmd
 	wsURL string
+	// pprof is the base URL of its /debug/pprof/.
+	pprof string
+}
+
+// goroutines reads the server's goroutine count from its profile.
+func (s *server) goroutines() (int, error) {
+	resp, err := http.Get(s.pprof + "goroutine?debug=1")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	line, err := bufio.NewReader(resp.Body).ReadString('\n')
+	if err != nil {
+		return 0, err
+	}
+	// "goroutine profile: total N"
+	f := strings.Fields(line)
+	if len(f) == 0 {
+		return 0, fmt.Errorf("goroutine profile starts %q", line)
+	}
+	return strconv.Atoi(f[len(f)-1])
+}
+
+// saveProfile writes the server's named profile to path.
+func (s *server) saveProfile(name, path string) error {
+	resp, err := http.Get(s.pprof + name)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("profile %s: %s", name, resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // startServer starts the all-in-one server on free loopback ports with a
 // fresh data directory and waits until it is ready.
 func startServer(ctx context.Context, bin string) (*server, error) {
-	ports, err := freePorts(3)
+	ports, err := freePorts(4)
 	if err != nil {
 		return nil, err
 	}
@@ -197,13 +253,14 @@ func startServer(ctx context.Context, bin string) (*server, error) {
 	cmd.Env = append(os.Environ(),
 		"PRESENCE_DATA_DIR="+data, "PRESENCE_HTTP_ADDR="+httpAddr,
 		"PRESENCE_WS_ADDR=127.0.0.1:"+strconv.Itoa(ports[1]), "PRESENCE_NATS_ADDR=127.0.0.1:"+strconv.Itoa(ports[2]),
-		"PRESENCE_API_KEY="+benchKey, "PRESENCE_API_SECRET="+benchSecret, "PRESENCE_LOG_LEVEL=warn")
+		"PRESENCE_API_KEY="+benchKey, "PRESENCE_API_SECRET="+benchSecret, "PRESENCE_LOG_LEVEL=warn",
+		"PRESENCE_PPROF_ADDR=127.0.0.1:"+strconv.Itoa(ports[3]))
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	s := &server{cmd: cmd, wsURL: "ws://127.0.0.1:" + strconv.Itoa(ports[1]) + "/connect"}
+	s := &server{cmd: cmd, wsURL: "ws://127.0.0.1:" + strconv.Itoa(ports[1]) + "/connect", pprof: "http://127.0.0.1:" + strconv.Itoa(ports[3]) + "/debug/pprof/"}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		resp, err := http.Get("http://" + httpAddr + "/readyz")
