@@ -24,6 +24,7 @@ COPY presence-worker/go.mod presence-worker/go.sum presence-worker/
 COPY api/go.mod api/go.sum api/
 COPY allinone/go.mod allinone/go.sum allinone/
 COPY cluster/go.mod cluster/go.sum cluster/
+COPY bench/go.mod bench/go.sum bench/
 RUN go mod download
 COPY . .
 RUN --mount=type=cache,target=/root/.cache/go-build \
