@@ -55,7 +55,10 @@ func (e *ConnectError) Error() string {
 // Dialer opens client sockets from one source address (empty: any).
 type Dialer struct {
 	Target Target
-	http   *http.Client
+	// OnFrame, when set, gets every frame a socket receives after
+	// connection.ok, with the time it was read.
+	OnFrame func(c *Conn, frame []byte, at time.Time)
+	http    *http.Client
 }
 
 // NewDialer returns a dialer whose sockets start from source (an IP of
@@ -101,17 +104,21 @@ func (d *Dialer) Dial(ctx context.Context, user string) (*Conn, error) {
 		return nil, fmt.Errorf("connect %s: first frame %.200s, want connection.ok", user, b)
 	}
 	c := &Conn{User: user, ID: first.ConnectionID, ws: ws, done: make(chan struct{})}
-	go c.read()
+	go c.read(d.OnFrame)
 	return c, nil
 }
 
-// read discards what the server sends; reading is also what answers its
-// pings.
-func (c *Conn) read() {
+// read hands what the server sends to onFrame (or drops it); reading is
+// also what answers its pings.
+func (c *Conn) read(onFrame func(*Conn, []byte, time.Time)) {
 	defer close(c.done)
 	for {
-		if _, _, err := c.ws.Read(context.Background()); err != nil {
+		_, b, err := c.ws.Read(context.Background())
+		if err != nil {
 			return
+		}
+		if onFrame != nil {
+			onFrame(c, b, time.Now())
 		}
 	}
 }

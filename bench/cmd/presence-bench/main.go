@@ -72,8 +72,10 @@ func run(args []string) error {
 		return err
 	}
 	idleConns := 15000
+	lat := latencyParams{Members: 200, Rate: 100, For: 20 * time.Second}
 	if *profile == "full" {
 		idleConns = 18000
+		lat.For = time.Minute
 	} else if *profile != "quick" {
 		return fmt.Errorf("-profile %q: want quick or full", *profile)
 	}
@@ -96,6 +98,10 @@ func run(args []string) error {
 	res, err := idle(ctx, work, idleConns, filepath.Dir(*out))
 	if err != nil {
 		return fmt.Errorf("idle: %w", err)
+	}
+	rep.Results = append(rep.Results, res...)
+	if res, err = latency(ctx, work, lat); err != nil {
+		return fmt.Errorf("latency: %w", err)
 	}
 	rep.Results = append(rep.Results, res...)
 	b, _ := json.MarshalIndent(rep, "", "  ")
@@ -191,8 +197,9 @@ const (
 )
 
 type server struct {
-	cmd   *exec.Cmd
-	wsURL string
+	cmd     *exec.Cmd
+	wsURL   string
+	httpURL string
 	// pprof is the base URL of its /debug/pprof/.
 	pprof string
 }
@@ -260,7 +267,7 @@ func startServer(ctx context.Context, bin string) (*server, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	s := &server{cmd: cmd, wsURL: "ws://127.0.0.1:" + strconv.Itoa(ports[1]) + "/connect", pprof: "http://127.0.0.1:" + strconv.Itoa(ports[3]) + "/debug/pprof/"}
+	s := &server{cmd: cmd, httpURL: "http://" + httpAddr, wsURL: "ws://127.0.0.1:" + strconv.Itoa(ports[1]) + "/connect", pprof: "http://127.0.0.1:" + strconv.Itoa(ports[3]) + "/debug/pprof/"}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		resp, err := http.Get("http://" + httpAddr + "/readyz")
@@ -399,9 +406,19 @@ func machine() Machine {
 	return m
 }
 
-// targets are what Presence must reach, by scenario and metric.
-var targets = map[string]string{
-	"idle/rss_per_conn_bytes": "≤ 20 KB",
+// target is what Presence must reach for one metric.
+type target struct {
+	text string
+	max  float64
+}
+
+// targets are the issue's, by scenario and metric.
+var targets = map[string]target{
+	"idle/rss_per_conn_bytes": {"≤ 20 KB", 20000},
+	"latency/p50_ms":          {"< 2 ms", 2},
+	"latency/p99_ms":          {"< 10 ms", 10},
+	"latency/p999_ms":         {"< 50 ms", 50},
+	"latency/lost":            {"0", 0},
 }
 
 func printTable(w io.Writer, rep Report) {
@@ -409,14 +426,13 @@ func printTable(w io.Writer, rep Report) {
 	fmt.Fprintln(w, "| scenario | metric | Presence | peer | ratio | target |")
 	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- |")
 	for _, r := range rep.Results {
-		target := targets[r.Scenario+"/"+r.Metric]
-		if r.Metric == "rss_per_conn_bytes" {
-			verdict := "holds"
-			if r.Value > 20000 {
-				verdict = "misses"
+		verdict := ""
+		if t, ok := targets[r.Scenario+"/"+r.Metric]; ok {
+			verdict = t.text + " (holds)"
+			if r.Value > t.max {
+				verdict = t.text + " (misses)"
 			}
-			target += " (" + verdict + ")"
 		}
-		fmt.Fprintf(w, "| %s | %s | %s %s | not measured yet | — | %s |\n", r.Scenario, r.Metric, strconv.FormatFloat(r.Value, 'f', 1, 64), r.Unit, target)
+		fmt.Fprintf(w, "| %s | %s | %s %s | not measured yet | — | %s |\n", r.Scenario, r.Metric, strconv.FormatFloat(r.Value, 'f', 2, 64), r.Unit, verdict)
 	}
 }
