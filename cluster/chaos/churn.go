@@ -297,11 +297,7 @@ func WorkerKillWith(p WorkerKillParams) Scenario {
 		if err != nil {
 			return err
 		}
-		defer func() {
-			for _, w := range ws {
-				w.Close()
-			}
-		}()
+		defer closeWatchers(ws)
 		ch := newChurn(e, r, pop.Users, ws, p.Hold, stepTimeout)
 		began := time.Now()
 		stop := ch.run(ctx)

@@ -79,11 +79,7 @@ func KVLossWith(p KVLossParams) Scenario {
 		if err != nil {
 			return err
 		}
-		defer func() {
-			for _, w := range ws {
-				w.Close()
-			}
-		}()
+		defer closeWatchers(ws)
 		alternate := func(i int, _ string) string {
 			if i%2 == 0 {
 				return e.C.ConnectURL("gateway-1")

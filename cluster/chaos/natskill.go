@@ -45,11 +45,7 @@ func NATSKillWith(p NATSKillParams) Scenario {
 		if err != nil {
 			return err
 		}
-		defer func() {
-			for _, w := range ws {
-				w.Close()
-			}
-		}()
+		defer closeWatchers(ws)
 		ch := newChurn(e, r, pop.Users, ws, p.Hold, stepTimeout)
 		began := time.Now()
 		stop := ch.run(ctx)

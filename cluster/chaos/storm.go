@@ -78,11 +78,7 @@ func StormWith(p StormParams) Scenario {
 		if err != nil {
 			return err
 		}
-		defer func() {
-			for _, w := range ws {
-				w.Close()
-			}
-		}()
+		defer closeWatchers(ws)
 		gateways := [2]string{e.C.ConnectURL("gateway-1"), e.C.ConnectURL("gateway-2")}
 		began := time.Now()
 		var clients fleet

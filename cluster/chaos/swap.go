@@ -44,11 +44,7 @@ func SwapWith(p SwapParams) Scenario {
 		if err != nil {
 			return err
 		}
-		defer func() {
-			for _, w := range ws {
-				w.Close()
-			}
-		}()
+		defer closeWatchers(ws)
 		gw := []string{e.C.ConnectURL("gateway-1"), e.C.ConnectURL("gateway-2")}
 		conns, err := e.DialAll(ctx, pop.Users, func(i int, _ string) string { return gw[i%2] })
 		if err != nil {

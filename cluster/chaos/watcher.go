@@ -187,3 +187,10 @@ func CheckAlternating(w *Watcher, user string, first *bool) error {
 	}
 	return nil
 }
+
+// closeWatchers closes every watcher of a scenario.
+func closeWatchers(ws []*Watcher) {
+	for _, w := range ws {
+		w.Close()
+	}
+}
