@@ -42,6 +42,20 @@ func (c *Conn) Done() <-chan struct{} { return c.done }
 // Close closes the socket with 1000, as disconnectUser does.
 func (c *Conn) Close() { _ = c.ws.Close(websocket.StatusNormalClosure, "") }
 
+// Drop ends the connection without a close frame, as a network failure.
+func (c *Conn) Drop() { _ = c.ws.CloseNow() }
+
+// Socket is one client's connection, to Presence (*Conn) or to the
+// centrifuge peer (*CentrifugeConn).
+type Socket interface {
+	// Done is closed when the socket has ended.
+	Done() <-chan struct{}
+	// Close closes it as the client app would.
+	Close()
+	// Drop ends it without a word, as a network failure.
+	Drop()
+}
+
 // ConnectError is the error frame the server answered a connect with.
 type ConnectError struct {
 	Code    int    `json:"code"`
@@ -73,6 +87,11 @@ func NewDialer(t Target, source string) *Dialer {
 
 // Dial connects user and waits for connection.ok.
 func (d *Dialer) Dial(ctx context.Context, user string) (*Conn, error) {
+	return d.DialFunc(ctx, user, d.OnFrame)
+}
+
+// DialFunc is Dial with this socket's own frame handler.
+func (d *Dialer) DialFunc(ctx context.Context, user string, onFrame func(*Conn, []byte, time.Time)) (*Conn, error) {
 	tok, err := token.ForUser(d.Target.Secret, user)
 	if err != nil {
 		return nil, err
@@ -104,7 +123,7 @@ func (d *Dialer) Dial(ctx context.Context, user string) (*Conn, error) {
 		return nil, fmt.Errorf("connect %s: first frame %.200s, want connection.ok", user, b)
 	}
 	c := &Conn{User: user, ID: first.ConnectionID, ws: ws, done: make(chan struct{})}
-	go c.read(d.OnFrame)
+	go c.read(onFrame)
 	return c, nil
 }
 
@@ -126,30 +145,50 @@ func (c *Conn) read(onFrame func(*Conn, []byte, time.Time)) {
 // Pool is a set of live client sockets with one health-check loop for all.
 type Pool struct {
 	mu    sync.Mutex
-	conns map[*Conn]struct{}
+	conns map[Socket]struct{}
 	stop  chan struct{}
 	wg    sync.WaitGroup
 }
 
-// NewPool starts a pool sending each socket a health check every interval,
-// as the SDK does.
+// NewPool starts a pool sending each Presence socket a health check every
+// interval, as the SDK does (the centrifuge peer pings its clients itself).
 func NewPool(interval time.Duration) *Pool {
-	p := &Pool{conns: map[*Conn]struct{}{}, stop: make(chan struct{})}
+	p := &Pool{conns: map[Socket]struct{}{}, stop: make(chan struct{})}
 	p.wg.Go(func() { p.healthChecks(interval) })
 	return p
 }
 
 // Add puts c in the pool until its socket ends.
-func (p *Pool) Add(c *Conn) {
+func (p *Pool) Add(c Socket) {
 	p.mu.Lock()
 	p.conns[c] = struct{}{}
 	p.mu.Unlock()
 	go func() {
-		<-c.done
+		<-c.Done()
 		p.mu.Lock()
 		delete(p.conns, c)
 		p.mu.Unlock()
 	}()
+}
+
+// Drop drops every socket at once, as a network failure would, and
+// returns how many.
+func (p *Pool) Drop() int {
+	conns := p.snapshot()
+	for _, c := range conns {
+		c.Drop()
+	}
+	return len(conns)
+}
+
+func (p *Pool) snapshot() []Socket {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	conns := make([]Socket, 0, len(p.conns))
+	for c := range p.conns {
+		conns = append(conns, c)
+	}
+	return conns
 }
 
 // Len is the number of live sockets.
@@ -163,12 +202,7 @@ func (p *Pool) Len() int {
 func (p *Pool) Close() {
 	close(p.stop)
 	p.wg.Wait()
-	p.mu.Lock()
-	conns := make([]*Conn, 0, len(p.conns))
-	for c := range p.conns {
-		conns = append(conns, c)
-	}
-	p.mu.Unlock()
+	conns := p.snapshot()
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 256)
 	for _, c := range conns {
@@ -187,13 +221,11 @@ func (p *Pool) healthChecks(interval time.Duration) {
 			return
 		case <-t.C:
 		}
-		p.mu.Lock()
-		conns := make([]*Conn, 0, len(p.conns))
-		for c := range p.conns {
-			conns = append(conns, c)
-		}
-		p.mu.Unlock()
-		for _, c := range conns {
+		for _, s := range p.snapshot() {
+			c, ok := s.(*Conn)
+			if !ok {
+				continue
+			}
 			msg, _ := json.Marshal(map[string]any{"type": "health.check", "client_id": c.ID})
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			err := c.ws.Write(ctx, websocket.MessageText, msg)

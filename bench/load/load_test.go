@@ -65,7 +65,10 @@ func TestConnectAllRetriesRateLimitedConnectsAndKeepsSocketsHealthy(t *testing.T
 	users := []string{"a", "b", "c", "d", "e"}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	got := ConnectAll(ctx, pool, dialers, users, 2)
+	dial := func(ctx context.Context, i int, user string) (Socket, error) {
+		return dialers[i%len(dialers)].Dial(ctx, user)
+	}
+	got := ConnectAll(ctx, pool, dial, users, 2)
 	if got.Conns != len(users) || got.Failed != 0 || got.Retries != len(users) {
 		t.Fatalf("connected %+v, want %d conns, 0 failed, %d retries", got, len(users), len(users))
 	}

@@ -59,7 +59,10 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 	}
 	pool := load.NewPool(25 * time.Second)
 	defer pool.Close()
-	res := load.ConnectAll(ctx, pool, dialers, users, *concurrency)
+	dial := func(ctx context.Context, i int, user string) (load.Socket, error) {
+		return dialers[i%len(dialers)].Dial(ctx, user)
+	}
+	res := load.ConnectAll(ctx, pool, dial, users, *concurrency)
 	if err := json.NewEncoder(stdout).Encode(res); err != nil {
 		return err
 	}
