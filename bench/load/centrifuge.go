@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -67,6 +68,9 @@ type CentrifugeConn struct {
 	ws     *websocket.Conn
 	done   chan struct{}
 	onPush func(*CentrifugeConn, JoinLeave, time.Time)
+	// unasked counts join and leave pushes that came with no onPush to take
+	// them (the socket did not ask for them).
+	unasked atomic.Int64
 
 	mu      sync.Mutex
 	nextID  uint32
@@ -102,7 +106,8 @@ var b64 = base64.RawURLEncoding
 // Dial connects user, subscribes it to channels (one frame of subscribe
 // commands after the connect reply, as centrifuge-js sends them), and
 // returns once every reply is in. onPush, when set, gets the join and leave
-// pushes the socket receives, with the time each was read.
+// pushes the socket receives, with the time each was read; the socket asks
+// for them only then.
 func (d *CentrifugeDialer) Dial(ctx context.Context, user string, channels []string, onPush func(*CentrifugeConn, JoinLeave, time.Time)) (*CentrifugeConn, error) {
 	dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
@@ -125,7 +130,7 @@ func (d *CentrifugeDialer) Dial(ctx context.Context, user string, channels []str
 	for i, ch := range channels {
 		id := uint32(2 + i)
 		want[id] = true
-		cmd, _ := json.Marshal(map[string]any{"id": id, "subscribe": map[string]any{"channel": ch}})
+		cmd, _ := json.Marshal(map[string]any{"id": id, "subscribe": c.subscribeRequest(ch)})
 		if len(frame) > 0 {
 			frame = append(frame, '\n')
 		}
@@ -210,7 +215,13 @@ func (c *CentrifugeConn) handle(msg []byte, at time.Time) (uint32, json.RawMessa
 		}
 		return m.ID, json.RawMessage("{}"), nil
 	}
-	if m.Push == nil || c.onPush == nil {
+	if m.Push == nil {
+		return 0, nil, nil
+	}
+	if c.onPush == nil {
+		if m.Push.Join != nil || m.Push.Leave != nil {
+			c.unasked.Add(1)
+		}
 		return 0, nil, nil
 	}
 	if j := m.Push.Join; j != nil {
@@ -293,8 +304,18 @@ func (c *CentrifugeConn) call(ctx context.Context, method string, req any) (json
 
 // Subscribe subscribes the connection to channel.
 func (c *CentrifugeConn) Subscribe(ctx context.Context, channel string) error {
-	_, err := c.call(ctx, "subscribe", map[string]any{"channel": channel})
+	_, err := c.call(ctx, "subscribe", c.subscribeRequest(channel))
 	return err
+}
+
+// subscribeRequest asks for join and leave pushes when the socket has
+// someone to hand them to (centrifuge-js's joinLeave option).
+func (c *CentrifugeConn) subscribeRequest(channel string) map[string]any {
+	req := map[string]any{"channel": channel}
+	if c.onPush != nil {
+		req["join_leave"] = true
+	}
+	return req
 }
 
 // Presence returns the users present in channel (of the clients subscribed

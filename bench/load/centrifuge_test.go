@@ -128,3 +128,34 @@ func TestCentrifugeRefusesABadToken(t *testing.T) {
 		t.Fatal("a token signed with the wrong secret connected")
 	}
 }
+
+func TestCentrifugeMembersThatDoNotAskGetNoJoinLeave(t *testing.T) {
+	url := startPeer(t, "s")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	d := NewCentrifugeDialer(url, "s", "")
+	var w pushes
+	watcher, err := d.Dial(ctx, "watcher", []string{"room"}, w.on)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watcher.Close()
+	member, err := d.Dial(ctx, "ann", []string{"room"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer member.Close()
+	bob, err := d.Dial(ctx, "bob", []string{"room"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob.Close()
+	w.waitFor(t, JoinLeave{Channel: "room", User: "bob", Join: true}, JoinLeave{Channel: "room", User: "bob"})
+	// A reply on the member's socket comes after what was queued for it.
+	if _, err := member.Presence(ctx, "room"); err != nil {
+		t.Fatal(err)
+	}
+	if n := member.unasked.Load(); n != 0 {
+		t.Fatalf("a member that did not ask for join/leave got %d of them", n)
+	}
+}

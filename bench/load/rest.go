@@ -22,35 +22,45 @@ type REST struct {
 
 // do sends one request, signed as user ("" for a server-side token).
 func (r REST) do(ctx context.Context, method, path string, q url.Values, user string, body any) error {
+	_, err := r.call(ctx, method, path, q, user, body)
+	return err
+}
+
+// call is do returning the answer's body.
+func (r REST) call(ctx context.Context, method, path string, q url.Values, user string, body any) ([]byte, error) {
 	tok, err := token.ForServer(r.Secret)
 	if user != "" {
 		tok, err = token.ForUser(r.Secret, user)
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if q == nil {
 		q = url.Values{}
 	}
 	q.Set("api_key", r.Key)
 	b, _ := json.Marshal(body)
-	req, err := http.NewRequestWithContext(ctx, method, r.Base+path+"?"+q.Encode(), bytes.NewReader(b))
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, r.Base+path+"?"+q.Encode(), rd)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	req.Header.Set("Authorization", tok)
 	req.Header.Set("stream-auth-type", "jwt")
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer resp.Body.Close()
-	out, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	out, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusCreated {
-		return fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, bytes.TrimSpace(out))
+		return nil, fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, bytes.TrimSpace(out))
 	}
-	return nil
+	return out, nil
 }
 
 // UpsertUsers creates users with only their ids, 100 per call.
@@ -87,4 +97,31 @@ func (r REST) CreateChannel(ctx context.Context, typ, id, creator string, member
 func (r REST) Watch(ctx context.Context, user, connID, typ, id string) error {
 	return r.do(ctx, http.MethodPost, "/channels/"+typ+"/"+id+"/query", url.Values{"connection_id": {connID}, "user_id": {user}}, user,
 		map[string]any{"watch": true, "presence": true, "state": true})
+}
+
+// Online reports which of ids are online, as queryUsers answers (by id,
+// 100 per call, signed server-side).
+func (r REST) Online(ctx context.Context, ids []string) (map[string]bool, error) {
+	online := make(map[string]bool, len(ids))
+	for i := 0; i < len(ids); i += 100 {
+		batch := ids[i:min(i+100, len(ids))]
+		payload, _ := json.Marshal(map[string]any{"filter_conditions": map[string]any{"id": map[string]any{"$in": batch}}, "limit": len(batch)})
+		out, err := r.call(ctx, http.MethodGet, "/users", url.Values{"payload": {string(payload)}}, "", nil)
+		if err != nil {
+			return nil, err
+		}
+		var resp struct {
+			Users []struct {
+				ID     string `json:"id"`
+				Online bool   `json:"online"`
+			} `json:"users"`
+		}
+		if err := json.Unmarshal(out, &resp); err != nil {
+			return nil, fmt.Errorf("queryUsers: %w", err)
+		}
+		for _, u := range resp.Users {
+			online[u.ID] = u.Online
+		}
+	}
+	return online, nil
 }

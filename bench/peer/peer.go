@@ -6,8 +6,8 @@
 // further: the in-memory broker and presence manager that centrifuge.New
 // installs, clients authenticated by an HS256 connection JWT (the user in
 // sub), and every channel subscribable with presence and join/leave on.
-// A client that subscribes to a channel is a member there; its subscribers
-// see it join and leave.
+// A client that subscribes to a channel is a member there; the subscribers
+// that asked for join/leave pushes see it join and leave.
 package peer
 
 import (
@@ -109,10 +109,15 @@ func Run(ctx context.Context, cfg Config) error {
 	return serveErr
 }
 
-// channelOptions turn presence on for a subscription: the client counts in
-// the channel's presence, its subscribing and leaving are emitted as join
-// and leave, and it receives the others'.
-var channelOptions = centrifuge.SubscribeOptions{EmitPresence: true, EmitJoinLeave: true, PushJoinLeave: true}
+// subscribeOptions turn presence on for a subscription, as Centrifugo's
+// presence and join_leave channel options do: the client counts in the
+// channel's presence, its subscribing and leaving are emitted as join and
+// leave, and it receives the others' if it asked to (centrifuge-js's
+// joinLeave subscription option), so a member that only needs to be seen
+// is not sent every other member's coming and going.
+func subscribeOptions(e centrifuge.SubscribeEvent) centrifuge.SubscribeOptions {
+	return centrifuge.SubscribeOptions{EmitPresence: true, EmitJoinLeave: true, PushJoinLeave: e.JoinLeave}
+}
 
 func newNode(cfg Config) (*centrifuge.Node, error) {
 	ncfg := centrifuge.Config{LogLevel: centrifuge.LogLevelNone}
@@ -138,8 +143,8 @@ func newNode(cfg Config) (*centrifuge.Node, error) {
 		return centrifuge.ConnectReply{Credentials: &centrifuge.Credentials{UserID: user}}, nil
 	})
 	node.OnConnect(func(c *centrifuge.Client) {
-		c.OnSubscribe(func(_ centrifuge.SubscribeEvent, cb centrifuge.SubscribeCallback) {
-			cb(centrifuge.SubscribeReply{Options: channelOptions}, nil)
+		c.OnSubscribe(func(e centrifuge.SubscribeEvent, cb centrifuge.SubscribeCallback) {
+			cb(centrifuge.SubscribeReply{Options: subscribeOptions(e)}, nil)
 		})
 		// Members may ask who else is in a channel they belong to.
 		c.OnPresence(func(e centrifuge.PresenceEvent, cb centrifuge.PresenceCallback) {

@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"os"
 	"slices"
 	"sync"
 	"time"
@@ -21,24 +19,18 @@ type latencyParams struct {
 
 // latency: a watcher watches a channel of members; members connect and
 // disconnect in turn at a steady rate. Measured, per transition, from the
-// member's connect (or close) call to the watcher reading the event: one
-// clock, one machine.
-func latency(ctx context.Context, bin string, p latencyParams) ([]Result, error) {
-	srv, err := startServer(ctx, bin)
-	if err != nil {
-		return nil, err
-	}
-	defer srv.stop()
-	rest := load.REST{Base: srv.httpURL, Key: benchKey, Secret: benchSecret}
+// member's connect (or close) call to the watcher reading the change: one
+// clock, one machine. On the peer a member's connect is its connect and
+// its subscribe to the channel; the change is its join (or leave) push.
+func latency(ctx context.Context, e env, srv *server) ([]Result, error) {
+	p := e.p.latency
+	sys := srv.client(sources(block(20, srv), 0, 4))
 	members := make([]string, p.Members)
 	for i := range members {
 		members[i] = fmt.Sprintf("lat-m-%05d", i)
 	}
 	const watcher, cid = "lat-watcher", "bench-latency"
-	if err := rest.UpsertUsers(ctx, append([]string{watcher}, members...)); err != nil {
-		return nil, err
-	}
-	if err := rest.CreateChannel(ctx, "messaging", cid, watcher, append([]string{watcher}, members...)); err != nil {
+	if err := sys.Setup(ctx, map[string][]string{cid: append([]string{watcher}, members...)}); err != nil {
 		return nil, err
 	}
 
@@ -49,36 +41,20 @@ func latency(ctx context.Context, bin string, p latencyParams) ([]Result, error)
 	var mu sync.Mutex
 	waiting := map[string]pending{}
 	var samples []time.Duration
-	wd := load.NewDialer(load.Target{URL: srv.wsURL, Key: benchKey, Secret: benchSecret}, "")
-	wd.OnFrame = func(_ *load.Conn, b []byte, at time.Time) {
-		var ev struct {
-			Type string `json:"type"`
-			User struct {
-				ID     string `json:"id"`
-				Online bool   `json:"online"`
-			} `json:"user"`
-		}
-		if json.Unmarshal(b, &ev) != nil || ev.Type != "user.presence.changed" {
-			return
-		}
+	wc, err := sys.Watch(ctx, 0, watcher, []string{cid}, func(c load.Change) {
 		mu.Lock()
 		defer mu.Unlock()
-		if w, ok := waiting[ev.User.ID]; ok && w.online == ev.User.Online {
-			samples = append(samples, at.Sub(w.start))
-			delete(waiting, ev.User.ID)
+		if w, ok := waiting[c.User]; ok && w.online == c.Online {
+			samples = append(samples, c.At.Sub(w.start))
+			delete(waiting, c.User)
 		}
-	}
-	wc, err := wd.Dial(ctx, watcher)
+	})
 	if err != nil {
 		return nil, err
 	}
 	defer wc.Close()
-	if err := rest.Watch(ctx, watcher, wc.ID, "messaging", cid); err != nil {
-		return nil, err
-	}
 
-	md := load.NewDialer(load.Target{URL: srv.wsURL, Key: benchKey, Secret: benchSecret}, "")
-	conns := make([]*load.Conn, len(members))
+	conns := make([]load.Socket, len(members))
 	defer func() {
 		for _, c := range conns {
 			if c != nil {
@@ -86,7 +62,7 @@ func latency(ctx context.Context, bin string, p latencyParams) ([]Result, error)
 			}
 		}
 	}()
-	fmt.Fprintf(os.Stderr, "presence-bench: latency: %d members, %.0f transitions/s for %s\n", p.Members, p.Rate, p.For)
+	logf(srv, "latency", "%d members, %.0f transitions/s for %s", p.Members, p.Rate, p.For)
 	tick := time.NewTicker(time.Duration(float64(time.Second) / p.Rate))
 	defer tick.Stop()
 	end := time.Now().Add(p.For)
@@ -113,7 +89,7 @@ func latency(ctx context.Context, bin string, p latencyParams) ([]Result, error)
 				conns[m] = nil
 				return
 			}
-			c, err := md.Dial(ctx, user)
+			c, err := sys.Member(ctx, m, user, []string{cid})
 			if err != nil {
 				mu.Lock()
 				failed++
@@ -145,13 +121,13 @@ func latency(ctx context.Context, bin string, p latencyParams) ([]Result, error)
 	q := func(f float64) float64 {
 		return float64(samples[min(len(samples)-1, int(f*float64(len(samples))))].Microseconds()) / 1000
 	}
-	fmt.Fprintf(os.Stderr, "presence-bench: latency: %d transitions measured (%d never reached the watcher, %d connects failed): p50 %.2f ms, p99 %.2f ms, p999 %.2f ms\n",
+	logf(srv, "latency", "%d transitions measured (%d never reached the watcher, %d connects failed): p50 %.2f ms, p99 %.2f ms, p999 %.2f ms",
 		len(samples), len(waiting), failed, q(0.5), q(0.99), q(0.999))
 	return []Result{
-		{Scenario: "latency", System: "presence", Metric: "p50_ms", Value: q(0.5), Unit: "ms"},
-		{Scenario: "latency", System: "presence", Metric: "p99_ms", Value: q(0.99), Unit: "ms"},
-		{Scenario: "latency", System: "presence", Metric: "p999_ms", Value: q(0.999), Unit: "ms"},
-		{Scenario: "latency", System: "presence", Metric: "transitions", Value: float64(len(samples)), Unit: "transitions"},
-		{Scenario: "latency", System: "presence", Metric: "lost", Value: float64(len(waiting)), Unit: "transitions"},
+		{Metric: "p50_ms", Value: q(0.5), Unit: "ms"},
+		{Metric: "p99_ms", Value: q(0.99), Unit: "ms"},
+		{Metric: "p999_ms", Value: q(0.999), Unit: "ms"},
+		{Metric: "transitions", Value: float64(len(samples)), Unit: "transitions"},
+		{Metric: "lost", Value: float64(len(waiting)), Unit: "transitions"},
 	}, nil
 }

@@ -1,30 +1,29 @@
-// Command presence-bench runs the benchmark scenarios (make bench) and
-// prints a table; it writes bench/results/latest.json. So far: idle, against
-// make run's all-in-one.
+// Command presence-bench runs the benchmark scenarios (make bench) against
+// Presence (make run's all-in-one) and the centrifuge peer (bench/peer),
+// prints a table and writes bench/results/latest.json.
 //
-//	presence-bench [-profile quick|full] [-out bench/results/latest.json]
+//	presence-bench [-profile quick|full] [-out bench/results/latest.json] [-run idle,latency,churn,fanout,storm] [-systems presence,centrifuge]
 //
-// It builds the all-in-one server and the load generator (presence-load),
-// starts the server on free loopback ports with a fresh data directory,
-// and drives it with load processes, each from its own source addresses in
-// 127.0.0.0/8 (a process may hold at most 20,000 open files here, and one
-// source address runs out of ephemeral ports near 28,000 connections).
+// It builds the all-in-one server, the peer and the load generator
+// (presence-load), starts each system on free loopback ports (Presence
+// with a fresh data directory) for each scenario, and drives it with load
+// processes, each from its own source addresses in 127.0.0.0/8 (a process
+// may hold at most 20,000 open files here, and one source address runs out
+// of ephemeral ports near 28,000 connections). CPU profiles of the hot
+// scenarios and a heap profile of the idle one go beside the results.
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -64,20 +63,70 @@ type Machine struct {
 	Go       string `json:"go"`
 }
 
+// params size every scenario.
+type params struct {
+	idleConns int
+	latency   latencyParams
+	churn     load.ChurnParams
+	fanout    fanoutParams
+	storm     stormParams
+}
+
+func profileParams(profile string) (params, error) {
+	p := params{
+		idleConns: 15000,
+		latency:   latencyParams{Members: 200, Rate: 100, For: 20 * time.Second},
+		churn: load.ChurnParams{Users: 4000, Channels: 40, Step: 4 * time.Second, MaxLag: time.Second,
+			Rates: []float64{250, 500, 1000, 2000, 4000, 8000, 16000, 32000}},
+		fanout: fanoutParams{Watchers: 10000, Procs: 2, Channels: 100, Rounds: 6},
+		storm:  stormParams{Clients: 5000, Procs: 1, Channels: 50},
+	}
+	switch profile {
+	case "quick":
+	case "full":
+		p.idleConns = 18000
+		p.latency.For = time.Minute
+		p.churn.Step = 8 * time.Second
+		p.fanout.Rounds = 20
+		p.storm = stormParams{Clients: 15000, Procs: 2, Channels: 150}
+	default:
+		return p, fmt.Errorf("-profile %q: want quick or full", profile)
+	}
+	return p, nil
+}
+
+// env is what every scenario gets: where the binaries and results are.
+type env struct {
+	bin, dir string
+	p        params
+}
+
+// scenario measures one system, already started.
+type scenario struct {
+	name string
+	run  func(ctx context.Context, e env, srv *server) ([]Result, error)
+}
+
+var scenarios = []scenario{
+	{"idle", idle},
+	{"latency", latency},
+	{"churn", churn},
+	{"fanout", fanout},
+	{"storm", storm},
+}
+
 func run(args []string) error {
 	fs := flag.NewFlagSet("presence-bench", flag.ContinueOnError)
 	profile := fs.String("profile", "quick", "quick (make bench) or full (make bench-full)")
 	out := fs.String("out", "bench/results/latest.json", "where to write the results")
+	only := fs.String("run", "", "comma-separated scenarios to run (default: all)")
+	systems := fs.String("systems", presence+","+centrifuge, "comma-separated systems to measure")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	idleConns := 15000
-	lat := latencyParams{Members: 200, Rate: 100, For: 20 * time.Second}
-	if *profile == "full" {
-		idleConns = 18000
-		lat.For = time.Minute
-	} else if *profile != "quick" {
-		return fmt.Errorf("-profile %q: want quick or full", *profile)
+	p, err := profileParams(*profile)
+	if err != nil {
+		return err
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
@@ -86,353 +135,125 @@ func run(args []string) error {
 		return err
 	}
 	defer os.RemoveAll(work)
-	fmt.Fprintln(os.Stderr, "presence-bench: building the server and the load generator")
-	for _, pkg := range []string{"./allinone/cmd/presence", "./bench/cmd/presence-load"} {
+	fmt.Fprintln(os.Stderr, "presence-bench: building the server, the peer and the load generator")
+	for _, pkg := range []string{"./allinone/cmd/presence", "./bench/cmd/centrifuge-peer", "./bench/cmd/presence-load"} {
 		cmd := exec.CommandContext(ctx, "go", "build", "-o", work, pkg)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {
 			return fmt.Errorf("build %s: %w", pkg, err)
 		}
 	}
-	rep := Report{Profile: *profile, When: time.Now().UTC().Format(time.RFC3339), Machine: machine()}
-	res, err := idle(ctx, work, idleConns, filepath.Dir(*out))
-	if err != nil {
-		return fmt.Errorf("idle: %w", err)
-	}
-	rep.Results = append(rep.Results, res...)
-	if res, err = latency(ctx, work, lat); err != nil {
-		return fmt.Errorf("latency: %w", err)
-	}
-	rep.Results = append(rep.Results, res...)
-	b, _ := json.MarshalIndent(rep, "", "  ")
-	if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
+	dir := filepath.Dir(*out)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
+	e := env{bin: work, dir: dir, p: p}
+	rep := Report{Profile: *profile, When: time.Now().UTC().Format(time.RFC3339), Machine: machine()}
+	began := time.Now()
+	for _, sc := range scenarios {
+		if *only != "" && !slices.Contains(strings.Split(*only, ","), sc.name) {
+			continue
+		}
+		for _, system := range strings.Split(*systems, ",") {
+			res, err := measure(ctx, e, sc, system)
+			if err != nil {
+				return fmt.Errorf("%s on %s: %w", sc.name, system, err)
+			}
+			rep.Results = append(rep.Results, res...)
+		}
+	}
+	b, _ := json.MarshalIndent(rep, "", "  ")
 	if err := os.WriteFile(*out, append(b, '\n'), 0o644); err != nil {
 		return err
 	}
 	printTable(os.Stdout, rep)
-	fmt.Fprintf(os.Stderr, "presence-bench: wrote %s\n", *out)
+	fmt.Fprintf(os.Stderr, "presence-bench: wrote %s (%s)\n", *out, time.Since(began).Round(time.Second))
 	return nil
 }
 
-// idle connects n clients to the all-in-one server and measures its RSS
-// and goroutines per connection; it saves the server's heap profile with
-// them connected in dir (idle-heap.pprof).
-func idle(ctx context.Context, bin string, n int, dir string) ([]Result, error) {
-	srv, err := startServer(ctx, bin)
+// measure runs one scenario on a fresh instance of system.
+func measure(ctx context.Context, e env, sc scenario, system string) ([]Result, error) {
+	srv, err := start(ctx, e.bin, system)
 	if err != nil {
 		return nil, err
 	}
 	defer srv.stop()
-	base, err := settledRSS(srv.cmd.Process.Pid)
-	if err != nil {
-		return nil, err
+	res, err := sc.run(ctx, e, srv)
+	for i := range res {
+		res[i].Scenario, res[i].System = sc.name, system
 	}
-	g0, err := srv.goroutines()
-	if err != nil {
-		return nil, err
-	}
-	const perProc = 8000
-	procs := (n + perProc - 1) / perProc
-	fmt.Fprintf(os.Stderr, "presence-bench: idle: %d clients in %d load processes (server RSS before: %.1f MiB)\n", n, procs, float64(base)/(1<<20))
-	var loads []*loadProc
-	defer func() {
-		for _, l := range loads {
-			l.stop()
-		}
-	}()
-	began := time.Now()
-	total := load.Connected{}
-	for i := range procs {
-		share := min(perProc, n-i*perProc)
-		// Two source addresses per process, 127.0.0.2 and up.
-		src := fmt.Sprintf("127.0.0.%d,127.0.0.%d", 2+2*i, 3+2*i)
-		l, err := startLoad(ctx, bin, "idle", "-url", srv.wsURL, "-key", benchKey, "-secret", benchSecret,
-			"-n", strconv.Itoa(share), "-src", src, "-prefix", fmt.Sprintf("idle%d", i))
-		if err != nil {
-			return nil, err
-		}
-		loads = append(loads, l)
-	}
-	for _, l := range loads {
-		var c load.Connected
-		if err := l.result(&c); err != nil {
-			return nil, err
-		}
-		total.Conns += c.Conns
-		total.Failed += c.Failed
-		total.Retries += c.Retries
-	}
-	total.Took = time.Since(began)
-	if total.Conns == 0 {
-		return nil, fmt.Errorf("no client connected (%d failed)", total.Failed)
-	}
-	rss, err := settledRSS(srv.cmd.Process.Pid)
-	if err != nil {
-		return nil, err
-	}
-	per := float64(rss-base) / float64(total.Conns)
-	g1, err := srv.goroutines()
-	if err != nil {
-		return nil, err
-	}
-	gPer := float64(g1-g0) / float64(total.Conns)
-	if err := srv.saveProfile("heap", filepath.Join(dir, "idle-heap.pprof")); err != nil {
-		return nil, err
-	}
-	fmt.Fprintf(os.Stderr, "presence-bench: idle: %d connected (%d failed, %d retried) in %s; server RSS %.1f MiB, %.1f KB and %.2f goroutines per connection\n",
-		total.Conns, total.Failed, total.Retries, total.Took.Round(time.Millisecond), float64(rss)/(1<<20), per/1000, gPer)
-	return []Result{
-		{Scenario: "idle", System: "presence", Metric: "conns", Value: float64(total.Conns), Unit: "connections"},
-		{Scenario: "idle", System: "presence", Metric: "rss_per_conn_bytes", Value: per, Unit: "bytes"},
-		{Scenario: "idle", System: "presence", Metric: "goroutines_per_conn", Value: gPer, Unit: "goroutines"},
-		{Scenario: "idle", System: "presence", Metric: "connect_per_sec", Value: total.PerSecond(), Unit: "connects/s"},
-	}, nil
+	return res, err
 }
 
-const (
-	benchKey    = "bench"
-	benchSecret = "bench-secret-not-for-production"
-)
-
-type server struct {
-	cmd     *exec.Cmd
-	wsURL   string
-	httpURL string
-	// pprof is the base URL of its /debug/pprof/.
-	pprof string
+// logf reports progress on stderr.
+func logf(srv *server, scenario, format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "presence-bench: %s on %s: %s\n", scenario, srv.system, fmt.Sprintf(format, args...))
 }
 
-// goroutines reads the server's goroutine count from its profile.
-func (s *server) goroutines() (int, error) {
-	resp, err := http.Get(s.pprof + "goroutine?debug=1")
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	line, err := bufio.NewReader(resp.Body).ReadString('\n')
-	if err != nil {
-		return 0, err
-	}
-	// "goroutine profile: total N"
-	f := strings.Fields(line)
-	if len(f) == 0 {
-		return 0, fmt.Errorf("goroutine profile starts %q", line)
-	}
-	return strconv.Atoi(f[len(f)-1])
-}
-
-// saveProfile writes the server's named profile to path.
-func (s *server) saveProfile(name, path string) error {
-	resp, err := http.Get(s.pprof + name)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("profile %s: %s", name, resp.Status)
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(f, resp.Body); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
-// startServer starts the all-in-one server on free loopback ports with a
-// fresh data directory and waits until it is ready.
-func startServer(ctx context.Context, bin string) (*server, error) {
-	ports, err := freePorts(4)
-	if err != nil {
-		return nil, err
-	}
-	data, err := os.MkdirTemp("", "presence-bench-data-")
-	if err != nil {
-		return nil, err
-	}
-	httpAddr := "127.0.0.1:" + strconv.Itoa(ports[0])
-	cmd := exec.CommandContext(ctx, filepath.Join(bin, "presence"))
-	cmd.Env = append(os.Environ(),
-		"PRESENCE_DATA_DIR="+data, "PRESENCE_HTTP_ADDR="+httpAddr,
-		"PRESENCE_WS_ADDR=127.0.0.1:"+strconv.Itoa(ports[1]), "PRESENCE_NATS_ADDR=127.0.0.1:"+strconv.Itoa(ports[2]),
-		"PRESENCE_API_KEY="+benchKey, "PRESENCE_API_SECRET="+benchSecret, "PRESENCE_LOG_LEVEL=warn",
-		"PRESENCE_PPROF_ADDR=127.0.0.1:"+strconv.Itoa(ports[3]))
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	s := &server{cmd: cmd, httpURL: "http://" + httpAddr, wsURL: "ws://127.0.0.1:" + strconv.Itoa(ports[1]) + "/connect", pprof: "http://127.0.0.1:" + strconv.Itoa(ports[3]) + "/debug/pprof/"}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := http.Get("http://" + httpAddr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return s, nil
-			}
-		}
-		if time.Now().After(deadline) {
-			s.stop()
-			return nil, fmt.Errorf("server not ready on %s within 60 s", httpAddr)
-		}
-		time.Sleep(100 * time.Millisecond) // polling the readiness probe
-	}
-}
-
-func (s *server) stop() {
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = s.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-done
-	}
-}
-
-type loadProc struct {
-	cmd   *exec.Cmd
-	stdin io.Closer
-	out   *bufio.Reader
-}
-
-func startLoad(ctx context.Context, bin string, args ...string) (*loadProc, error) {
-	cmd := exec.CommandContext(ctx, filepath.Join(bin, "presence-load"), args...)
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		return nil, err
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	return &loadProc{cmd: cmd, stdin: stdin, out: bufio.NewReader(stdout)}, nil
-}
-
-// result reads the process's JSON line.
-func (l *loadProc) result(v any) error {
-	line, err := l.out.ReadBytes('\n')
-	if err != nil {
-		return fmt.Errorf("load process: %w", err)
-	}
-	return json.Unmarshal(line, v)
-}
-
-// stop closes its stdin (it closes its sockets and exits) and waits.
-func (l *loadProc) stop() {
-	_ = l.stdin.Close()
-	_ = l.cmd.Wait()
-}
-
-// settledRSS waits for the process's memory to settle (the Go runtime
-// returns freed memory gradually) and returns the lowest of a few samples
-// of its resident set.
-func settledRSS(pid int) (int64, error) {
-	time.Sleep(5 * time.Second) // let the runtime collect and scavenge
-	low := int64(-1)
-	for range 5 {
-		rss, err := vmRSS(pid)
-		if err != nil {
-			return 0, err
-		}
-		if low < 0 || rss < low {
-			low = rss
-		}
-		time.Sleep(time.Second) // between samples
-	}
-	return low, nil
-}
-
-// vmRSS reads VmRSS from /proc/<pid>/status, in bytes.
-func vmRSS(pid int) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			f := strings.Fields(rest)
-			if len(f) >= 1 {
-				kb, err := strconv.ParseInt(f[0], 10, 64)
-				return kb * 1024, err
-			}
-		}
-	}
-	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
-}
-
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	var lns []net.Listener
-	defer func() {
-		for _, l := range lns {
-			l.Close()
-		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		lns = append(lns, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
-
-func machine() Machine {
-	m := Machine{CPUs: runtime.NumCPU(), Go: runtime.Version()}
-	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
-				if f := strings.Fields(rest); len(f) > 0 {
-					kb, _ := strconv.ParseInt(f[0], 10, 64)
-					m.MemBytes = kb * 1024
-				}
-			}
-		}
-	}
-	return m
-}
-
-// target is what Presence must reach for one metric.
+// target is what Presence must reach for one metric: ok judges its value,
+// next to the peer's when needsPeer.
 type target struct {
-	text string
-	max  float64
+	text      string
+	needsPeer bool
+	ok        func(v, peer float64) bool
 }
 
 // targets are the issue's, by scenario and metric.
 var targets = map[string]target{
-	"idle/rss_per_conn_bytes": {"≤ 20 KB", 20000},
-	"latency/p50_ms":          {"< 2 ms", 2},
-	"latency/p99_ms":          {"< 10 ms", 10},
-	"latency/p999_ms":         {"< 50 ms", 50},
-	"latency/lost":            {"0", 0},
+	"idle/rss_per_conn_bytes":   {"≤ 20 KB and ≤ 0.6× peer", true, func(v, p float64) bool { return v <= 20000 && v <= 0.6*p }},
+	"churn/transitions_per_sec": {"≥ 20,000/s and ≥ 1.5× peer", true, func(v, p float64) bool { return v >= 20000 && v >= 1.5*p }},
+	"latency/p50_ms":            {"< 2 ms", false, func(v, _ float64) bool { return v < 2 }},
+	"latency/p99_ms":            {"< 10 ms and ≤ peer", true, func(v, p float64) bool { return v < 10 && v <= p }},
+	"latency/p999_ms":           {"< 50 ms", false, func(v, _ float64) bool { return v < 50 }},
+	"latency/lost":              {"0", false, func(v, _ float64) bool { return v == 0 }},
+	"fanout/last_delivery_ms":   {"≤ 250 ms", false, func(v, _ float64) bool { return v <= 250 }},
+	"storm/converge_s":          {"≤ 10 s", false, func(v, _ float64) bool { return v <= 10 }},
 }
 
+// printTable prints one row per scenario and metric: Presence, the peer,
+// their ratio, and whether Presence's target holds.
 func printTable(w io.Writer, rep Report) {
-	fmt.Fprintf(w, "\nBenchmarks (%s profile, %d CPUs, %s):\n\n", rep.Profile, rep.Machine.CPUs, rep.Machine.Go)
-	fmt.Fprintln(w, "| scenario | metric | Presence | peer | ratio | target |")
-	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- |")
+	type row struct {
+		scenario, metric, unit string
+		values                 map[string]float64
+	}
+	var rows []*row
+	byKey := map[string]*row{}
 	for _, r := range rep.Results {
+		k := r.Scenario + "/" + r.Metric
+		if byKey[k] == nil {
+			byKey[k] = &row{scenario: r.Scenario, metric: r.Metric, unit: r.Unit, values: map[string]float64{}}
+			rows = append(rows, byKey[k])
+		}
+		byKey[k].values[r.System] = r.Value
+	}
+	fmt.Fprintf(w, "\nBenchmarks (%s profile, %d CPUs, %s):\n\n", rep.Profile, rep.Machine.CPUs, rep.Machine.Go)
+	fmt.Fprintln(w, "| scenario | metric | Presence | peer (centrifuge) | ratio | target |")
+	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- |")
+	for _, r := range rows {
+		v, hasV := r.values[presence]
+		pv, hasP := r.values[centrifuge]
+		cell := func(x float64, has bool) string {
+			if !has {
+				return "—"
+			}
+			return strconv.FormatFloat(x, 'f', 2, 64) + " " + r.unit
+		}
+		ratio := "—"
+		if hasV && hasP && pv != 0 {
+			ratio = strconv.FormatFloat(v/pv, 'f', 2, 64) + "×"
+		}
 		verdict := ""
-		if t, ok := targets[r.Scenario+"/"+r.Metric]; ok {
-			verdict = t.text + " (holds)"
-			if r.Value > t.max {
+		if t, ok := targets[r.scenario+"/"+r.metric]; ok && hasV {
+			switch {
+			case t.needsPeer && !hasP:
+				verdict = t.text + " (no peer measured)"
+			case t.ok(v, pv):
+				verdict = t.text + " (holds)"
+			default:
 				verdict = t.text + " (misses)"
 			}
 		}
-		fmt.Fprintf(w, "| %s | %s | %s %s | not measured yet | — | %s |\n", r.Scenario, r.Metric, strconv.FormatFloat(r.Value, 'f', 2, 64), r.Unit, verdict)
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s |\n", r.scenario, r.metric, cell(v, hasV), cell(pv, hasP), ratio, verdict)
 	}
 }

@@ -1,15 +1,34 @@
-// Command presence-load drives SDK-like WebSocket clients against a
-// Presence gateway; presence-bench runs several of these processes (a
-// process may hold at most 20,000 open files on the benchmark machine).
+// Command presence-load drives SDK-like WebSocket clients against Presence
+// (the Stream SDK's protocol) or the centrifuge peer (centrifuge-js's);
+// presence-bench runs several of these processes (a process may hold at
+// most 20,000 open files on the benchmark machine). It prints JSON lines on
+// stdout and takes its cues on stdin.
 //
-//	presence-load idle -url ws://127.0.0.1:8800/connect -key K -secret S -n 5000 -src 127.0.0.2,127.0.0.3 [-prefix u]
+//	presence-load idle   -system presence|centrifuge -url U [-rest R] -key K -secret S -n N [-src ip,ip] [-prefix p]
+//	presence-load churn  ... -users N -channels C -rates 250,500,… -step 4s -max-lag 1s
+//	presence-load fanout ... -n N -channels C -target USER
+//	presence-load storm  ... -n N -channels C
 //
-// idle connects n clients, prints one JSON line (load.Connected) on stdout,
-// keeps the sockets open (answering pings, sending health checks) until its
-// stdin is closed, then closes them.
+// idle connects n clients, prints load.Connected, and holds the sockets
+// (answering pings, sending health checks) until stdin closes.
+//
+// churn runs load.Churn (its users connect and disconnect at rising rates
+// while watchers read the changes): it prints {"started":true} as the first
+// step begins, then load.ChurnResult.
+//
+// fanout connects n watchers of channels holding the target, prints
+// load.Connected, then for each line "online" or "offline" on stdin prints
+// {"armed":true}, waits until every watcher has seen the target's change
+// (or 15 s) and prints load.FanoutRound.
+//
+// storm connects n members of channels, prints load.Connected; on the line
+// "drop" it drops every socket at once, reconnects them with the system's
+// SDK backoff, and prints load.Connected for the reconnects; it holds the
+// sockets until stdin closes.
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"flag"
@@ -17,6 +36,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -25,53 +45,172 @@ import (
 )
 
 func main() {
-	if err := run(os.Args[1:], os.Stdin, os.Stdout); err != nil {
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	if err := run(ctx, os.Args[1:], os.Stdin, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "presence-load:", err)
 		os.Exit(1)
 	}
 }
 
-func run(args []string, stdin io.Reader, stdout io.Writer) error {
-	if len(args) == 0 || args[0] != "idle" {
-		return fmt.Errorf("usage: presence-load idle -url ws://host:port/connect -key K -secret S -n N [-src ip,ip] [-prefix p]")
+const usage = "usage: presence-load idle|churn|fanout|storm -system presence|centrifuge -url U [-rest R] -key K -secret S …"
+
+// opts are the flags every subcommand takes.
+type opts struct {
+	system, url, rest, key, secret, src, prefix string
+	concurrency                                 int
+}
+
+func (o *opts) register(fs *flag.FlagSet) {
+	fs.StringVar(&o.system, "system", "presence", "presence or centrifuge")
+	fs.StringVar(&o.url, "url", "ws://127.0.0.1:8800/connect", "Presence's /connect or the peer's /connection/websocket")
+	fs.StringVar(&o.rest, "rest", "http://127.0.0.1:3030", "Presence's REST API")
+	fs.StringVar(&o.key, "key", "", "API key (Presence)")
+	fs.StringVar(&o.secret, "secret", "", "secret the tokens are signed with")
+	fs.StringVar(&o.src, "src", "", "comma-separated source IPs in 127.0.0.0/8 (default: any)")
+	fs.StringVar(&o.prefix, "prefix", "load", "user and channel id prefix")
+	fs.IntVar(&o.concurrency, "concurrency", 64, "connects under way at once")
+}
+
+func (o *opts) connect() (load.System, error) {
+	var sources []string
+	for ip := range strings.SplitSeq(o.src, ",") {
+		if ip = strings.TrimSpace(ip); ip != "" {
+			sources = append(sources, ip)
+		}
 	}
-	fs := flag.NewFlagSet("idle", flag.ContinueOnError)
-	target := load.Target{}
-	fs.StringVar(&target.URL, "url", "ws://127.0.0.1:8800/connect", "the gateway's /connect")
-	fs.StringVar(&target.Key, "key", "", "API key")
-	fs.StringVar(&target.Secret, "secret", "", "API secret the tokens are signed with")
-	n := fs.Int("n", 1000, "clients to connect")
-	src := fs.String("src", "", "comma-separated source IPs in 127.0.0.0/8 (default: any)")
-	prefix := fs.String("prefix", "load", "user id prefix")
-	concurrency := fs.Int("concurrency", 64, "connects under way at once")
+	switch o.system {
+	case "presence":
+		return load.NewPresence(load.Target{URL: o.url, Key: o.key, Secret: o.secret}, load.REST{Base: o.rest, Key: o.key, Secret: o.secret}, sources), nil
+	case "centrifuge":
+		return load.NewCentrifuge(o.url, o.secret, sources), nil
+	}
+	return nil, fmt.Errorf("-system %q: want presence or centrifuge", o.system)
+}
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) error {
+	if len(args) == 0 {
+		return fmt.Errorf("%s", usage)
+	}
+	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
+	var o opts
+	o.register(fs)
+	n := fs.Int("n", 1000, "clients (idle, storm) or watchers (fanout)")
+	channels := fs.Int("channels", 10, "channels (churn, fanout, storm)")
+	users := fs.Int("users", 2000, "churning users (churn)")
+	rates := fs.String("rates", "250,500,1000,2000,4000,8000,16000,32000", "transitions/s of each step (churn)")
+	step := fs.Duration("step", 4*time.Second, "how long each rate is held (churn)")
+	maxLag := fs.Duration("max-lag", time.Second, "p99 lag past which a step does not hold (churn)")
+	target := fs.String("target", "fanout-target", "the user whose changes the watchers see (fanout)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
-	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer cancel()
-	var dialers []*load.Dialer
-	for _, ip := range strings.Split(*src, ",") {
-		dialers = append(dialers, load.NewDialer(target, strings.TrimSpace(ip)))
+	sys, err := o.connect()
+	if err != nil {
+		return err
 	}
-	users := make([]string, *n)
-	for i := range users {
-		users[i] = fmt.Sprintf("%s-%06d", *prefix, i)
+	out := json.NewEncoder(stdout)
+	lines := bufio.NewScanner(stdin)
+	switch args[0] {
+	case "idle":
+		pool := load.NewPool(25 * time.Second)
+		defer pool.Close()
+		names := make([]string, *n)
+		for i := range names {
+			names[i] = fmt.Sprintf("%s-%06d", o.prefix, i)
+		}
+		res := load.ConnectAll(ctx, pool, func(ctx context.Context, i int, user string) (load.Socket, error) {
+			return sys.Member(ctx, i, user, nil)
+		}, names, o.concurrency)
+		if err := out.Encode(res); err != nil {
+			return err
+		}
+		holdUntilEOF(ctx, lines)
+		return nil
+	case "churn":
+		var rs []float64
+		for r := range strings.SplitSeq(*rates, ",") {
+			f, err := strconv.ParseFloat(strings.TrimSpace(r), 64)
+			if err != nil {
+				return fmt.Errorf("-rates: %w", err)
+			}
+			rs = append(rs, f)
+		}
+		res, err := load.Churn(ctx, sys, load.ChurnParams{Users: *users, Channels: *channels, Prefix: o.prefix, Rates: rs, Step: *step, MaxLag: *maxLag,
+			Started: func() { _ = out.Encode(map[string]bool{"started": true}) }})
+		if err != nil {
+			return err
+		}
+		return out.Encode(res)
+	case "fanout":
+		pool := load.NewPool(25 * time.Second)
+		defer pool.Close()
+		f, res, err := load.StartFanout(ctx, sys, pool, load.FanoutParams{Target: *target, Watchers: *n, Channels: *channels, Prefix: o.prefix}, o.concurrency)
+		if err != nil {
+			return err
+		}
+		if err := out.Encode(res); err != nil {
+			return err
+		}
+		for lines.Scan() {
+			f.Arm(lines.Text() == "online")
+			if err := out.Encode(map[string]bool{"armed": true}); err != nil {
+				return err
+			}
+			if err := out.Encode(f.Wait(ctx, 15*time.Second)); err != nil {
+				return err
+			}
+		}
+		return nil
+	case "storm":
+		return storm(ctx, sys, o, *n, *channels, lines, out)
+	}
+	return fmt.Errorf("%s", usage)
+}
+
+// storm connects n members of Groups(prefix, n, channels), and drops and
+// reconnects them all when told.
+func storm(ctx context.Context, sys load.System, o opts, n, channels int, lines *bufio.Scanner, out *json.Encoder) error {
+	if err := sys.Setup(ctx, load.Groups(o.prefix, n, channels)); err != nil {
+		return err
 	}
 	pool := load.NewPool(25 * time.Second)
 	defer pool.Close()
-	dial := func(ctx context.Context, i int, user string) (load.Socket, error) {
-		return dialers[i%len(dialers)].Dial(ctx, user)
+	names := make([]string, n)
+	for i := range names {
+		names[i] = load.UserName(o.prefix, i)
 	}
-	res := load.ConnectAll(ctx, pool, dial, users, *concurrency)
-	if err := json.NewEncoder(stdout).Encode(res); err != nil {
+	dial := func(ctx context.Context, i int, user string) (load.Socket, error) {
+		return sys.Member(ctx, i, user, []string{load.ChannelName(o.prefix, i%channels)})
+	}
+	if err := out.Encode(load.ConnectAll(ctx, pool, dial, names, o.concurrency)); err != nil {
 		return err
 	}
-	// Hold until told to stop (stdin closed) or interrupted.
+	for lines.Scan() {
+		if lines.Text() != "drop" {
+			continue
+		}
+		pool.Drop()
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		res := load.Reconnect(rctx, pool, dial, names, sys.Backoff)
+		cancel()
+		if err := out.Encode(res); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// holdUntilEOF holds until stdin closes or ctx ends.
+func holdUntilEOF(ctx context.Context, lines *bufio.Scanner) {
 	done := make(chan struct{})
-	go func() { _, _ = io.Copy(io.Discard, stdin); close(done) }()
+	go func() {
+		for lines.Scan() {
+		}
+		close(done)
+	}()
 	select {
 	case <-done:
 	case <-ctx.Done():
 	}
-	return nil
 }
