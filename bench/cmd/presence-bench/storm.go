@@ -208,6 +208,8 @@ func storm(ctx context.Context, e env, srv *server) ([]Result, error) {
 			converged.Round(time.Millisecond), back.Took.Round(time.Millisecond), last.Sub(dropped).Round(time.Millisecond), stateAt.Sub(dropped).Round(time.Millisecond), changes)
 		return []Result{
 			{Metric: "converge_s", Value: converged.Seconds(), Unit: "s"},
+			// What the server adds to the clients' own backoff.
+			{Metric: "settle_after_reconnects_ms", Value: float64((converged - back.Took).Microseconds()) / 1000, Unit: "ms"},
 			{Metric: "clients", Value: float64(connected), Unit: "connections"},
 			{Metric: "reconnect_retries", Value: float64(back.Retries), Unit: "attempts"},
 		}, nil
