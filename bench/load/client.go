@@ -1,7 +1,10 @@
 // Package load drives many SDK-like WebSocket clients from one process, as
 // leanly as it can (it shares the machine with the server it measures): one
 // goroutine per socket, to read (which also answers the server's pings), and
-// one for the whole pool's health checks.
+// one for the whole pool's health checks. It speaks the Stream SDK's
+// protocol to Presence (Dialer, Conn, REST) and centrifuge-js's to the
+// centrifuge peer (CentrifugeDialer, CentrifugeConn); System puts both
+// behind one interface for the scenarios (Churn, Fanout).
 package load
 
 import (

@@ -56,7 +56,7 @@ func fanout(ctx context.Context, e env, srv *server) ([]Result, error) {
 	logf(srv, "fanout", "%d watchers of %d channels holding %s in place in %s; %d changes", watchers, len(channels), fanoutTarget, time.Since(began).Round(time.Millisecond), p.Rounds)
 
 	sys := srv.client(sources(block(40, srv), 99, 1))
-	saved := srv.cpuProfile(10*time.Second, filepath.Join(e.dir, "fanout-"+srv.system+".pprof"))
+	saved := srv.cpuProfile(5*time.Second, filepath.Join(e.dir, "fanout-"+srv.system+".pprof"))
 	defer func() {
 		if err := saved(); err != nil {
 			logf(srv, "fanout", "CPU profile: %v", err)

@@ -78,7 +78,7 @@ func profileParams(profile string) (params, error) {
 		latency:   latencyParams{Members: 200, Rate: 100, For: 20 * time.Second},
 		churn: load.ChurnParams{Users: 4000, Channels: 40, Step: 4 * time.Second, MaxLag: time.Second,
 			Rates: []float64{250, 500, 1000, 2000, 4000, 8000, 16000, 32000}},
-		fanout: fanoutParams{Watchers: 10000, Procs: 2, Channels: 100, Rounds: 6},
+		fanout: fanoutParams{Watchers: 10000, Procs: 2, Channels: 100, Rounds: 20},
 		storm:  stormParams{Clients: 10000, Procs: 2, Channels: 100},
 	}
 	switch profile {
@@ -87,7 +87,7 @@ func profileParams(profile string) (params, error) {
 		p.idleConns = 18000
 		p.latency.For = time.Minute
 		p.churn.Step = 8 * time.Second
-		p.fanout.Rounds = 20
+		p.fanout.Rounds = 50
 		p.storm = stormParams{Clients: 20000, Procs: 3, Channels: 200}
 	default:
 		return p, fmt.Errorf("-profile %q: want quick or full", profile)
