@@ -77,7 +77,7 @@ func profileParams(profile string) (params, error) {
 		idleConns: 15000,
 		latency:   latencyParams{Members: 200, Rate: 100, For: 20 * time.Second},
 		churn: load.ChurnParams{Users: 4000, Channels: 40, Step: 4 * time.Second, MaxLag: time.Second,
-			Rates: []float64{250, 500, 1000, 2000, 4000, 8000, 16000, 32000}},
+			Rates: []float64{500, 1000, 2000, 3000, 4000, 6000, 8000, 12000, 16000, 24000, 32000}},
 		fanout: fanoutParams{Watchers: 10000, Procs: 2, Channels: 100, Rounds: 20},
 		storm:  stormParams{Clients: 10000, Procs: 2, Channels: 100},
 	}
