@@ -88,7 +88,9 @@ func profileParams(profile string) (params, error) {
 		p.latency.For = time.Minute
 		p.churn.Step = 8 * time.Second
 		p.fanout.Rounds = 50
-		p.storm = stormParams{Clients: 20000, Procs: 3, Channels: 200}
+		// The server holds every client's socket and a process may hold at
+		// most 20,000 open files here.
+		p.storm = stormParams{Clients: 18000, Procs: 3, Channels: 180}
 	default:
 		return p, fmt.Errorf("-profile %q: want quick or full", profile)
 	}
