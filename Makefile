@@ -29,15 +29,18 @@ e2e-deps:
 unit:
 	PRESENCE_E2E=1 $(GO) test -race -count=1 -timeout 8m $(PACKAGES)
 
-# A few seconds per fuzz target in make test: the filter language never
-# panics and keeps its properties. `make fuzz` runs each for FUZZTIME.
+# A few seconds per fuzz target in make test: the filter language and the
+# WebSocket frame parser never panic and keep their properties. `make fuzz`
+# runs each for FUZZTIME.
 fuzz-short:
 	$(GO) test ./pkg/filter -run '^$$' -fuzz '^FuzzParseFilter$$' -fuzztime 5s -fuzzminimizetime 1s
 	$(GO) test ./pkg/filter -run '^$$' -fuzz '^FuzzSort$$' -fuzztime 5s -fuzzminimizetime 1s
+	$(GO) test ./gateway/socket -run '^$$' -fuzz '^FuzzClientBytes$$' -fuzztime 5s -fuzzminimizetime 1s
 
 fuzz:
 	$(GO) test ./pkg/filter -run '^$$' -fuzz '^FuzzParseFilter$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./pkg/filter -run '^$$' -fuzz '^FuzzSort$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./gateway/socket -run '^$$' -fuzz '^FuzzClientBytes$$' -fuzztime $(FUZZTIME)
 
 build:
 	mkdir -p bin

@@ -6,11 +6,9 @@ import (
 	"errors"
 	"net/http"
 	"reflect"
-	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/coder/websocket"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/presencehq/presence/pkg/apierror"
@@ -20,12 +18,14 @@ import (
 	"github.com/presencehq/presence/pkg/model"
 	"github.com/presencehq/presence/pkg/store"
 	"github.com/presencehq/presence/pkg/subject"
+
+	"github.com/presencehq/presence/gateway/socket"
 )
 
 // Bounds on what a client sends.
 const (
 	maxConnectJSON = 16 << 10 // the json query parameter
-	maxFrame       = 4 << 10  // one client frame (health checks are tiny)
+	maxMessage     = 4 << 10  // one client message (health checks are tiny)
 )
 
 // connectRequest is the SDK's "json" query parameter.
@@ -36,18 +36,15 @@ type connectRequest struct {
 
 // conn is one accepted socket.
 type conn struct {
+	g     *Gateway
 	id    string
 	seq   uint64
 	epoch uint64
 	user  string
 	// grace is set when the node drains: the close is published with it.
-	grace   atomic.Int64
-	pinging atomic.Bool
-	ws      *websocket.Conn
-	out     *outbox
-	done    chan struct{}
+	grace atomic.Int64
+	sock  *socket.Conn
 
-	closeOnce sync.Once
 	// users and cids are the watches; dropped is set once the connection
 	// is gone, so a watch request racing its close adds nothing. All three
 	// are guarded by relay.mu.
@@ -59,73 +56,53 @@ type conn struct {
 // enqueue queues an event for the socket; a socket too slow to keep up is
 // closed rather than allowed to hold up the relay.
 func (c *conn) enqueue(b []byte) {
-	select {
-	case <-c.done:
-		return
-	default:
-	}
-	if !c.out.push(b) {
-		go c.close(websocket.StatusTryAgainLater, "too slow to keep up")
+	if errors.Is(c.sock.Send(b), socket.ErrBehind) {
+		c.sock.Close(socket.StatusTryAgainLater, "too slow to keep up")
 	}
 }
 
-func (c *conn) close(code websocket.StatusCode, reason string) {
-	c.closeOnce.Do(func() {
-		close(c.done)
-		_ = c.ws.Close(code, reason)
-	})
+func (c *conn) close(code socket.StatusCode, reason string) { c.sock.Close(code, reason) }
+
+// Message answers the client's health checks, the only thing it sends.
+func (c *conn) Message(b []byte) {
+	if isHealthCheck(b) {
+		hc := event.Event{Type: event.HealthCheck, ConnectionID: c.id, CreatedAt: time.Now().UTC()}
+		c.enqueue(hc.Encode())
+	}
 }
 
-// abort drops a client presumed dead without the closing handshake, which
-// it would never answer.
-func (c *conn) abort() {
-	c.closeOnce.Do(func() {
-		close(c.done)
-		_ = c.ws.CloseNow()
-	})
+// Closed unregisters the connection and publishes its close.
+func (c *conn) Closed() {
+	defer c.g.connWG.Done()
+	c.g.forget(c)
 }
 
 func (g *Gateway) serveConnect(w http.ResponseWriter, r *http.Request) {
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
-		// Clients authenticate with a token in the URL, never with cookies, so
-		// a cross-origin page gains nothing: browsers on any origin may connect.
-		InsecureSkipVerify: true,
-	})
+	sock, err := g.sockets.Upgrade(w, r)
 	if err != nil {
-		return // Accept has answered the request
+		return // Upgrade has answered the request
 	}
-	ws.SetReadLimit(maxFrame)
 	g.connWG.Add(1)
-	defer g.connWG.Done()
-
-	c, profile, p, apiErr := g.admit(r, ws)
+	c, profile, p, apiErr := g.admit(r, sock)
 	if apiErr != nil {
-		g.reject(ws, apiErr)
+		g.reject(sock, apiErr)
+		g.connWG.Done()
 		return
 	}
-	ctx := r.Context()
+	// connection.ok strictly first: the SDK takes the first frame as the
+	// answer. Then a health check, which starts the SDK's own.
 	ok := event.Event{Type: event.ConnectionOK, ConnectionID: c.id, Me: selfView(profile, p), CreatedAt: time.Now().UTC()}
-	// connection.ok strictly first: the SDK takes the first frame as the answer.
-	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	err = ws.Write(wctx, websocket.MessageText, ok.Encode())
-	if err == nil {
-		hc := event.Event{Type: event.HealthCheck, ConnectionID: c.id, CreatedAt: time.Now().UTC()}
-		err = ws.Write(wctx, websocket.MessageText, hc.Encode())
-	}
-	cancel()
-	if err == nil {
-		done := make(chan struct{})
-		go func() { defer close(done); g.writeLoop(c) }()
-		g.readLoop(ctx, c)
-		c.close(websocket.StatusNormalClosure, "")
-		<-done
-	}
-	g.forget(c)
+	hc := event.Event{Type: event.HealthCheck, ConnectionID: c.id, CreatedAt: time.Now().UTC()}
+	_ = sock.Send(ok.Encode())
+	_ = sock.Send(hc.Encode())
+	// From here the socket's reader, writer and clocks do the rest; Closed
+	// follows its end.
+	sock.Start(c)
 }
 
 // admit checks the connect request, applies the connect-time user details and
 // publishes the opening; it returns the registered connection.
-func (g *Gateway) admit(r *http.Request, ws *websocket.Conn) (*conn, model.User, model.Presence, *apierror.Error) {
+func (g *Gateway) admit(r *http.Request, sock *socket.Conn) (*conn, model.User, model.Presence, *apierror.Error) {
 	q := r.URL.Query()
 	if q.Get("api_key") != g.cfg.APIKey {
 		return nil, model.User{}, model.Presence{}, apierror.New(apierror.CodeAccessKey, http.StatusUnauthorized, "api_key not valid")
@@ -195,13 +172,12 @@ func (g *Gateway) admit(r *http.Request, ws *websocket.Conn) (*conn, model.User,
 
 	seq, epoch := g.seq.Add(1), g.epoch.Load()
 	c := &conn{
+		g:     g,
 		id:    connid.ID{Node: g.cfg.NodeName, Epoch: epoch, Seq: seq}.String(),
 		seq:   seq,
 		epoch: epoch,
 		user:  req.UserID,
-		ws:    ws,
-		out:   newOutbox(g.cfg.SendQueue),
-		done:  make(chan struct{}),
+		sock:  sock,
 	}
 	now := time.Now().UTC()
 	opened := connevent.Event{
@@ -297,37 +273,15 @@ func selfView(u model.User, p model.Presence) map[string]any {
 
 // reject sends the SDK's error frame and closes with 1000 so the SDK does not
 // retry a connect that cannot succeed.
-func (g *Gateway) reject(ws *websocket.Conn, e *apierror.Error) {
+func (g *Gateway) reject(sock *socket.Conn, e *apierror.Error) {
 	e.Duration = "0.00ms"
 	b, _ := json.Marshal(map[string]any{"error": e})
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = ws.Write(ctx, websocket.MessageText, b)
-	code := websocket.StatusNormalClosure
+	_ = sock.Send(b)
+	code := socket.StatusNormal
 	if e.Code == apierror.CodeInternal || e.Code == apierror.CodeRateLimit {
-		code = websocket.StatusTryAgainLater // the SDK reconnects
+		code = socket.StatusTryAgainLater // the SDK reconnects
 	}
-	_ = ws.Close(code, "connect rejected")
-}
-
-// readLoop reads client frames until the socket ends or stays silent past
-// the health timeout, answering health checks.
-func (g *Gateway) readLoop(ctx context.Context, c *conn) {
-	for {
-		rctx, cancel := context.WithTimeout(ctx, g.cfg.HealthTimeout)
-		typ, b, err := c.ws.Read(rctx)
-		cancel()
-		if err != nil {
-			return
-		}
-		if typ != websocket.MessageText {
-			continue
-		}
-		if isHealthCheck(b) {
-			hc := event.Event{Type: event.HealthCheck, ConnectionID: c.id, CreatedAt: time.Now().UTC()}
-			c.enqueue(hc.Encode())
-		}
-	}
+	sock.Close(code, "connect rejected")
 }
 
 // isHealthCheck reports whether a client frame is the SDK's ping: a JSON
@@ -346,44 +300,6 @@ func isHealthCheck(b []byte) bool {
 		return one.Type == event.HealthCheck
 	}
 	return len(evs) > 0 && evs[0].Type == event.HealthCheck
-}
-
-// writeLoop writes queued events and pings the client, so a client that
-// vanished without a close is found within PingInterval + PingTimeout.
-func (g *Gateway) writeLoop(c *conn) {
-	ping := time.NewTicker(g.cfg.PingInterval)
-	defer ping.Stop()
-	for {
-		select {
-		case <-c.done:
-			return
-		case <-ping.C:
-			// The pong may take a while; events keep flowing meanwhile.
-			if c.pinging.CompareAndSwap(false, true) {
-				go g.ping(c)
-			}
-		case <-c.out.ready:
-			for _, b := range c.out.take() {
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				err := c.ws.Write(ctx, websocket.MessageText, b)
-				cancel()
-				if err != nil {
-					c.close(websocket.StatusGoingAway, "write failed")
-					return
-				}
-			}
-		}
-	}
-}
-
-// ping checks the client still answers; one that does not is dropped.
-func (g *Gateway) ping(c *conn) {
-	defer c.pinging.Store(false)
-	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.PingTimeout)
-	defer cancel()
-	if err := c.ws.Ping(ctx); err != nil {
-		c.abort() // gone silent: no handshake to wait for
-	}
 }
 
 // forget unregisters a closed connection and publishes its closing.

@@ -17,7 +17,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/coder/websocket"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -26,6 +25,8 @@ import (
 	"github.com/presencehq/presence/pkg/store"
 	"github.com/presencehq/presence/pkg/subject"
 	"github.com/presencehq/presence/pkg/token"
+
+	"github.com/presencehq/presence/gateway/socket"
 )
 
 // Gateway is one gateway node.
@@ -43,6 +44,7 @@ type Gateway struct {
 	leaseRev atomic.Uint64
 	tokens   *token.Checker
 	relay    *relay
+	sockets  *socket.Server
 	// epoch tells this run of the node apart from earlier runs under the
 	// same name (I6); it changes again if the node loses its lease.
 	epoch   atomic.Uint64
@@ -101,12 +103,23 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger, opts 
 	if err != nil {
 		return nil, err
 	}
+	sockets, err := socket.NewServer(socket.Options{
+		MaxMessage:   maxMessage,
+		QueueLimit:   cfg.SendQueue,
+		PingInterval: cfg.PingInterval,
+		PingTimeout:  cfg.PingTimeout,
+		IdleTimeout:  cfg.HealthTimeout,
+	})
+	if err != nil {
+		return nil, err
+	}
 	leaseNC := nc
 	if o.leaseConn != nil {
 		leaseNC = o.leaseConn
 	}
 	g := &Gateway{
 		leases:    leases,
+		sockets:   sockets,
 		leaseNC:   leaseNC,
 		cfg:       cfg,
 		log:       log,
@@ -121,22 +134,16 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger, opts 
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	if g.relay, err = newRelay(nc, log); err != nil {
 		g.cancel()
+		sockets.Close()
 		return nil, err
 	}
-	if err := g.announce(ctx); err != nil {
-		g.relay.close()
-		g.cancel()
-		return nil, err
-	}
-	if err := g.serveReannounce(); err != nil {
-		g.relay.close()
-		g.cancel()
-		return nil, err
-	}
-	if err := g.serveWatchRequests(); err != nil {
-		g.relay.close()
-		g.cancel()
-		return nil, err
+	for _, start := range []func() error{func() error { return g.announce(ctx) }, g.serveReannounce, g.serveWatchRequests} {
+		if err := start(); err != nil {
+			g.relay.close()
+			g.cancel()
+			sockets.Close()
+			return nil, err
+		}
 	}
 	g.wg.Add(2)
 	go g.keepLease()
@@ -151,7 +158,7 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger, opts 
 
 // websocket1012 is the close code that makes the SDK reconnect (through the
 // load balancer, elsewhere): "service restart".
-const websocket1012 = websocket.StatusServiceRestart
+const websocket1012 = socket.StatusServiceRestart
 
 // Handler serves /connect, /healthz (the process is alive) and /readyz (it
 // takes connections: NATS is connected and the node is not draining).
@@ -207,6 +214,7 @@ func (g *Gateway) Close() {
 		go c.close(websocket1012, "server restarting") // each handshake may wait on its peer
 	}
 	g.connWG.Wait()
+	g.sockets.Close()
 	g.cancel()
 	g.wg.Wait()
 	g.retireLease()
@@ -215,7 +223,7 @@ func (g *Gateway) Close() {
 }
 
 // closeAll closes every socket at once.
-func (g *Gateway) closeAll(code websocket.StatusCode, reason string) {
+func (g *Gateway) closeAll(code socket.StatusCode, reason string) {
 	g.mu.Lock()
 	conns := make([]*conn, 0, len(g.conns))
 	for _, c := range g.conns {

@@ -1,0 +1,133 @@
+package socket
+
+import (
+	"encoding/binary"
+	"errors"
+)
+
+// Opcodes (RFC 6455 §5.2).
+const (
+	opContinuation = 0x0
+	opText         = 0x1
+	opBinary       = 0x2
+	opClose        = 0x8
+	opPing         = 0x9
+	opPong         = 0xA
+)
+
+// StatusCode is a close code (RFC 6455 §7.4).
+type StatusCode uint16
+
+// The close codes Presence sends; the SDK reconnects on all but 1000.
+const (
+	StatusNormal         StatusCode = 1000
+	StatusGoingAway      StatusCode = 1001
+	StatusProtocolError  StatusCode = 1002
+	StatusTooBig         StatusCode = 1009
+	StatusServiceRestart StatusCode = 1012
+	StatusTryAgainLater  StatusCode = 1013
+)
+
+// header is a frame header as a client sent it.
+type header struct {
+	fin    bool
+	op     byte
+	mask   [4]byte
+	length int
+}
+
+// Reasons a client frame is refused; each closes the socket.
+var (
+	errProtocol = errors.New("websocket protocol error")
+	errTooBig   = errors.New("frame larger than allowed")
+)
+
+// parseHeader reads a client frame's header from the front of b. It returns
+// the header and its size, or size 0 when b holds only part of it. A frame
+// whose payload is longer than max is refused before any of it is read.
+func parseHeader(b []byte, max int) (header, int, error) {
+	if len(b) < 2 {
+		return header{}, 0, nil
+	}
+	h := header{fin: b[0]&0x80 != 0, op: b[0] & 0x0F}
+	if b[0]&0x70 != 0 {
+		return h, 0, errProtocol // RSV bits: no extension was negotiated
+	}
+	if b[1]&0x80 == 0 {
+		return h, 0, errProtocol // clients must mask (§5.1)
+	}
+	n := 2
+	length := uint64(b[1] & 0x7F)
+	switch length {
+	case 126:
+		if len(b) < n+2 {
+			return header{}, 0, nil
+		}
+		length = uint64(binary.BigEndian.Uint16(b[n:]))
+		n += 2
+	case 127:
+		if len(b) < n+8 {
+			return header{}, 0, nil
+		}
+		length = binary.BigEndian.Uint64(b[n:])
+		n += 8
+	}
+	switch h.op {
+	case opContinuation, opText, opBinary:
+	case opClose, opPing, opPong:
+		if !h.fin || length > 125 {
+			return h, 0, errProtocol // control frames are short and whole (§5.5)
+		}
+	default:
+		return h, 0, errProtocol
+	}
+	if length > uint64(max) {
+		return h, 0, errTooBig
+	}
+	if len(b) < n+4 {
+		return header{}, 0, nil
+	}
+	copy(h.mask[:], b[n:n+4])
+	h.length = int(length)
+	return h, n + 4, nil
+}
+
+// unmask XORs payload with the mask in place.
+func unmask(payload []byte, mask [4]byte) {
+	for i := range payload {
+		payload[i] ^= mask[i&3]
+	}
+}
+
+// appendHeader appends an unmasked, final server frame header.
+func appendHeader(dst []byte, op byte, length int) []byte {
+	dst = append(dst, 0x80|op)
+	switch {
+	case length <= 125:
+		return append(dst, byte(length))
+	case length <= 0xFFFF:
+		return binary.BigEndian.AppendUint16(append(dst, 126), uint16(length))
+	default:
+		return binary.BigEndian.AppendUint64(append(dst, 127), uint64(length))
+	}
+}
+
+// maxHeader is the longest server frame header appendHeader writes.
+const maxHeader = 10
+
+// closePayload is a close frame's body: the code, then the reason (cut to
+// fit the 125 bytes a control frame may carry).
+func closePayload(code StatusCode, reason string) []byte {
+	if len(reason) > 123 {
+		reason = reason[:123]
+	}
+	return append(binary.BigEndian.AppendUint16(nil, uint16(code)), reason...)
+}
+
+// parseClose reads a close frame's code; a frame without one is 1005 (§7.1.5).
+func parseClose(payload []byte) StatusCode {
+	if len(payload) < 2 {
+		return 1005
+	}
+	return StatusCode(binary.BigEndian.Uint16(payload))
+}
