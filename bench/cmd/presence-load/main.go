@@ -4,13 +4,17 @@
 // most 20,000 open files on the benchmark machine). It prints JSON lines on
 // stdout and takes its cues on stdin.
 //
-//	presence-load idle   -system presence|centrifuge -url U [-rest R] -key K -secret S -n N [-src ip,ip] [-prefix p]
+//	presence-load idle   -system presence|centrifuge -url U [-rest R] -key K -secret S -n N [-steps K] [-src ip,ip] [-prefix p]
 //	presence-load churn  ... -users N -channels C -rates 250,500,… -step 4s -max-lag 1s
 //	presence-load fanout ... -n N -channels C -target USER
 //	presence-load storm  ... -n N -channels C
 //
 // idle connects n clients, prints load.Connected, and holds the sockets
-// (answering pings, sending health checks) until stdin closes.
+// (answering pings, sending health checks) until stdin closes. With
+// -steps K it connects them in K batches of about n/K, prints
+// load.Connected after each (Conns: its clients connected so far; Failed,
+// Retries, Took: the batch's) and waits for a line on stdin before the
+// next, so that presence-bench can sample the server's memory at each step.
 //
 // churn runs load.Churn (its users connect and disconnect at rising rates
 // while watchers read the changes): it prints {"started":true} as the first
@@ -96,6 +100,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) 
 	var o opts
 	o.register(fs)
 	n := fs.Int("n", 1000, "clients (idle, storm) or watchers (fanout)")
+	steps := fs.Int("steps", 1, "batches to connect the clients in, each after a line on stdin but the first (idle)")
 	channels := fs.Int("channels", 10, "channels (churn, fanout, storm)")
 	users := fs.Int("users", 2000, "churning users (churn)")
 	rates := fs.String("rates", "250,500,1000,2000,4000,8000,16000,32000", "transitions/s of each step (churn)")
@@ -113,20 +118,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) 
 	lines := bufio.NewScanner(stdin)
 	switch args[0] {
 	case "idle":
-		pool := load.NewPool(25 * time.Second)
-		defer pool.Close()
-		names := make([]string, *n)
-		for i := range names {
-			names[i] = fmt.Sprintf("%s-%06d", o.prefix, i)
-		}
-		res := load.ConnectAll(ctx, pool, func(ctx context.Context, i int, user string) (load.Socket, error) {
-			return sys.Member(ctx, i, user, nil)
-		}, names, o.concurrency)
-		if err := out.Encode(res); err != nil {
-			return err
-		}
-		holdUntilEOF(ctx, lines)
-		return nil
+		return idle(ctx, sys, o, *n, *steps, lines, out)
 	case "churn":
 		var rs []float64
 		for r := range strings.SplitSeq(*rates, ",") {
@@ -166,6 +158,34 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) 
 		return storm(ctx, sys, o, *n, *channels, lines, out)
 	}
 	return fmt.Errorf("%s", usage)
+}
+
+// idle connects n clients in steps batches, each but the first when told
+// by a line on stdin, and holds them until stdin closes.
+func idle(ctx context.Context, sys load.System, o opts, n, steps int, lines *bufio.Scanner, out *json.Encoder) error {
+	if steps < 1 || steps > max(n, 1) {
+		return fmt.Errorf("-steps %d: want 1 to -n (%d)", steps, n)
+	}
+	pool := load.NewPool(25 * time.Second)
+	defer pool.Close()
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("%s-%06d", o.prefix, i)
+	}
+	for k := range steps {
+		if k > 0 && !lines.Scan() {
+			return nil // stdin closed: presence-bench is done with us
+		}
+		from, to := k*n/steps, (k+1)*n/steps
+		res := load.ConnectAll(ctx, pool, func(ctx context.Context, i int, user string) (load.Socket, error) {
+			return sys.Member(ctx, from+i, user, nil)
+		}, names[from:to], o.concurrency)
+		if err := out.Encode(res); err != nil {
+			return err
+		}
+	}
+	holdUntilEOF(ctx, lines)
+	return nil
 }
 
 // storm connects n members of Groups(prefix, n, channels), and drops and
