@@ -22,7 +22,7 @@ type latencyParams struct {
 // member's connect (or close) call to the watcher reading the change: one
 // clock, one machine. On the peer a member's connect is its connect and
 // its subscribe to the channel; the change is its join (or leave) push.
-func latency(ctx context.Context, e env, srv *server) ([]Result, error) {
+func latency(ctx context.Context, e env, srv *server) ([]Result, []Series, error) {
 	p := e.p.latency
 	sys := srv.client(sources(block(20, srv), 0, 4))
 	members := make([]string, p.Members)
@@ -31,7 +31,7 @@ func latency(ctx context.Context, e env, srv *server) ([]Result, error) {
 	}
 	const watcher, cid = "lat-watcher", "bench-latency"
 	if err := sys.Setup(ctx, map[string][]string{cid: append([]string{watcher}, members...)}); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 
 	type pending struct {
@@ -50,7 +50,7 @@ func latency(ctx context.Context, e env, srv *server) ([]Result, error) {
 		}
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer wc.Close()
 
@@ -71,7 +71,7 @@ func latency(ctx context.Context, e env, srv *server) ([]Result, error) {
 	for i := 0; time.Now().Before(end); i++ {
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, nil, ctx.Err()
 		case <-tick.C:
 		}
 		m := i % len(members)
@@ -115,11 +115,16 @@ func latency(ctx context.Context, e env, srv *server) ([]Result, error) {
 	mu.Lock()
 	defer mu.Unlock()
 	if len(samples) == 0 {
-		return nil, fmt.Errorf("the watcher received no transition")
+		return nil, nil, fmt.Errorf("the watcher received no transition")
+	}
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	raw := make([]float64, len(samples))
+	for i, d := range samples {
+		raw[i] = ms(d)
 	}
 	slices.Sort(samples)
 	q := func(f float64) float64 {
-		return float64(samples[min(len(samples)-1, int(f*float64(len(samples))))].Microseconds()) / 1000
+		return ms(samples[min(len(samples)-1, int(f*float64(len(samples))))])
 	}
 	logf(srv, "latency", "%d transitions measured (%d never reached the watcher, %d connects failed): p50 %.2f ms, p99 %.2f ms, p999 %.2f ms",
 		len(samples), len(waiting), failed, q(0.5), q(0.99), q(0.999))
@@ -129,5 +134,5 @@ func latency(ctx context.Context, e env, srv *server) ([]Result, error) {
 		{Metric: "p999_ms", Value: q(0.999), Unit: "ms"},
 		{Metric: "transitions", Value: float64(len(samples)), Unit: "transitions"},
 		{Metric: "lost", Value: float64(len(waiting)), Unit: "transitions"},
-	}, nil
+	}, []Series{{Name: latencySamples, Y: raw, YUnit: "ms"}}, nil
 }

@@ -54,7 +54,30 @@ type Report struct {
 	When    string   `json:"when"`
 	Machine Machine  `json:"machine"`
 	Results []Result `json:"results"`
+	// Series are the raw measurements behind some results, for the plots;
+	// readers of results alone can ignore them.
+	Series []Series `json:"series,omitempty"`
 }
+
+// Series is one raw measurement of a scenario on a system: Y, or Y against
+// X when X is set (then as long as Y).
+type Series struct {
+	Scenario string    `json:"scenario"`
+	System   string    `json:"system"`
+	Name     string    `json:"name"`
+	X        []float64 `json:"x,omitempty"`
+	XUnit    string    `json:"x_unit,omitempty"`
+	Y        []float64 `json:"y"`
+	YUnit    string    `json:"y_unit"`
+}
+
+// The series the plots draw.
+const (
+	// latencySamples: each transition's latency, in the order measured.
+	latencySamples = "transition_latency"
+	// rssByConns: the server's settled RSS against its idle connections.
+	rssByConns = "rss_by_conns"
+)
 
 // Machine describes where it ran.
 type Machine struct {
@@ -103,18 +126,27 @@ type env struct {
 	p        params
 }
 
-// scenario measures one system, already started.
+// scenario measures one system, already started: its results, and the
+// raw series behind them when a plot draws them.
 type scenario struct {
 	name string
-	run  func(ctx context.Context, e env, srv *server) ([]Result, error)
+	run  func(ctx context.Context, e env, srv *server) ([]Result, []Series, error)
 }
 
 var scenarios = []scenario{
 	{"idle", idle},
 	{"latency", latency},
-	{"churn", churn},
-	{"fanout", fanout},
-	{"storm", storm},
+	{"churn", numbers(churn)},
+	{"fanout", numbers(fanout)},
+	{"storm", numbers(storm)},
+}
+
+// numbers is a scenario that keeps no series.
+func numbers(run func(ctx context.Context, e env, srv *server) ([]Result, error)) func(context.Context, env, *server) ([]Result, []Series, error) {
+	return func(ctx context.Context, e env, srv *server) ([]Result, []Series, error) {
+		res, err := run(ctx, e, srv)
+		return res, nil, err
+	}
 }
 
 func run(args []string) error {
@@ -157,11 +189,12 @@ func run(args []string) error {
 			continue
 		}
 		for _, system := range strings.Split(*systems, ",") {
-			res, err := measure(ctx, e, sc, system)
+			res, series, err := measure(ctx, e, sc, system)
 			if err != nil {
 				return fmt.Errorf("%s on %s: %w", sc.name, system, err)
 			}
 			rep.Results = append(rep.Results, res...)
+			rep.Series = append(rep.Series, series...)
 		}
 	}
 	b, _ := json.MarshalIndent(rep, "", "  ")
@@ -174,17 +207,20 @@ func run(args []string) error {
 }
 
 // measure runs one scenario on a fresh instance of system.
-func measure(ctx context.Context, e env, sc scenario, system string) ([]Result, error) {
+func measure(ctx context.Context, e env, sc scenario, system string) ([]Result, []Series, error) {
 	srv, err := start(ctx, e.bin, system)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer srv.stop()
-	res, err := sc.run(ctx, e, srv)
+	res, series, err := sc.run(ctx, e, srv)
 	for i := range res {
 		res[i].Scenario, res[i].System = sc.name, system
 	}
-	return res, err
+	for i := range series {
+		series[i].Scenario, series[i].System = sc.name, system
+	}
+	return res, series, err
 }
 
 // logf reports progress on stderr.
