@@ -1,6 +1,7 @@
 // Command presence-bench runs the benchmark scenarios (make bench) against
 // Presence (make run's all-in-one) and the centrifuge peer (bench/peer),
-// prints a table and writes bench/results/latest.json.
+// prints a table and writes bench/results/latest.json, and beside it plots
+// of the latency and idle scenarios (latency.png, idle-rss.png).
 //
 //	presence-bench [-profile quick|full] [-out bench/results/latest.json] [-run idle,latency,churn,fanout,storm] [-systems presence,centrifuge]
 //
@@ -202,7 +203,11 @@ func run(args []string) error {
 		return err
 	}
 	printTable(os.Stdout, rep)
-	fmt.Fprintf(os.Stderr, "presence-bench: wrote %s (%s)\n", *out, time.Since(began).Round(time.Second))
+	pngs, err := writePlots(dir, rep)
+	if err != nil {
+		return fmt.Errorf("plots: %w", err)
+	}
+	fmt.Fprintf(os.Stderr, "presence-bench: wrote %s (%s)\n", strings.Join(append([]string{*out}, pngs...), ", "), time.Since(began).Round(time.Second))
 	return nil
 }
 
