@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unicode/utf8"
 )
 
 // Handler gets what one socket's client sends.
@@ -42,6 +43,9 @@ type Conn struct {
 	partial []byte
 	message []byte
 	msgOp   byte
+	// discard is set once a frame was refused: the rest is dropped
+	// unread until the client closes or CloseTimeout passes.
+	discard bool
 
 	// lastData is when the client last sent a message, pingSent when an
 	// unanswered ping went out (0: none is out), lastPing when the last
@@ -53,8 +57,10 @@ type Conn struct {
 	mu    sync.Mutex
 	h     Handler
 	queue []frame
-	// writing is set while a writer goroutine runs.
-	writing bool
+	// writing is set while a writer goroutine runs, inflight is the size
+	// of the batch it is writing: both count against QueueLimit.
+	writing  bool
+	inflight int
 	// The closing handshake: our close frame is queued (nothing more is),
 	// written, the client's has arrived; failed closes without waiting.
 	closeSent, closeWritten, closeRecv, failed bool
@@ -69,6 +75,14 @@ type frame struct {
 
 // RemoteAddr is the client's address.
 func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
+
+// Gone reports whether the client has closed the socket (or it was closed):
+// work on its behalf can stop.
+func (c *Conn) Gone() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.done || c.closeRecv
+}
 
 // Start hands the socket's messages to h and starts its ping and idle
 // clocks. Before Start, messages are dropped (a client speaks after the
@@ -96,7 +110,7 @@ func (c *Conn) send(op byte, b []byte) error {
 		c.mu.Unlock()
 		return ErrClosed
 	}
-	if len(c.queue) >= c.s.opts.QueueLimit {
+	if len(c.queue)+c.inflight >= c.s.opts.QueueLimit {
 		c.mu.Unlock()
 		return ErrBehind
 	}
@@ -118,6 +132,11 @@ func (c *Conn) Close(code StatusCode, reason string) { c.startClose(code, reason
 func (c *Conn) startClose(code StatusCode, reason string, fail bool) {
 	c.mu.Lock()
 	if c.closeSent || c.done {
+		if fail && c.closeWritten {
+			// Our close is out; the client answered with something refused.
+			c.closeWriteSide()
+		}
+		c.failed = c.failed || fail
 		c.mu.Unlock()
 		return
 	}
@@ -162,6 +181,7 @@ func (c *Conn) flush() {
 		c.mu.Lock()
 		q := c.queue
 		c.queue = nil
+		c.inflight = len(q)
 		if len(q) == 0 || c.done {
 			c.writing = false
 			c.mu.Unlock()
@@ -193,17 +213,31 @@ func (c *Conn) flush() {
 }
 
 // closeWrote runs once our close frame is out: the socket closes when the
-// client's answer is in, or after CloseTimeout.
+// client's answer is in (or, after a refused frame, when the client closes
+// its side), or after CloseTimeout.
 func (c *Conn) closeWrote() {
 	c.mu.Lock()
 	c.closeWritten = true
-	now := c.closeRecv || c.failed
+	now := c.closeRecv
+	if c.failed {
+		c.closeWriteSide()
+	}
 	if !now && !c.done {
 		c.closeWait = time.AfterFunc(c.s.opts.CloseTimeout, c.finish)
 	}
 	c.mu.Unlock()
 	if now {
 		c.finish()
+	}
+}
+
+// closeWriteSide ends our side of the connection with a FIN, so the close
+// frame before it arrives (closing with the client's bytes unread would
+// send a reset, which may destroy it); the reader drops what comes until
+// the client closes too.
+func (c *Conn) closeWriteSide() {
+	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
 	}
 }
 
@@ -238,6 +272,9 @@ func (c *Conn) readOnce(scratch []byte, read func([]byte) (int, error)) bool {
 		c.finish() // the client is gone
 		return false
 	}
+	if c.discard {
+		return true
+	}
 	rest, ok := c.process(scratch[:kept+n])
 	c.partial = nil
 	if len(rest) > 0 {
@@ -249,11 +286,11 @@ func (c *Conn) readOnce(scratch []byte, read func([]byte) (int, error)) bool {
 // process handles each whole frame in b; it returns the start of one not
 // yet whole, and false when the socket must not be read any more.
 func (c *Conn) process(b []byte) ([]byte, bool) {
-	for len(b) > 0 {
+	for len(b) > 0 && !c.discard {
 		h, n, err := parseHeader(b, c.s.opts.MaxMessage)
 		if err != nil {
 			c.fail(err)
-			return nil, false
+			return nil, true
 		}
 		if n == 0 || len(b) < n+h.length {
 			return b, true
@@ -268,13 +305,17 @@ func (c *Conn) process(b []byte) ([]byte, bool) {
 	return nil, true
 }
 
-// fail closes the socket for a frame it refuses, without waiting for an
-// answer.
+// fail closes the socket for a frame it refuses, without waiting for a
+// closing handshake; what the client sends from here is dropped.
 func (c *Conn) fail(err error) {
 	code := StatusProtocolError
-	if errors.Is(err, errTooBig) {
+	switch {
+	case errors.Is(err, errTooBig):
 		code = StatusTooBig
+	case errors.Is(err, errInvalidUTF8):
+		code = StatusInvalidData
 	}
+	c.discard, c.partial, c.message, c.msgOp = true, nil, nil, 0
 	c.startClose(code, err.Error(), true)
 }
 
@@ -287,12 +328,17 @@ func (c *Conn) frame(h header, payload []byte) bool {
 	case opPong:
 		c.pingSent.Store(0)
 	case opClose:
-		c.closeReceived(parseClose(payload))
+		code, err := parseClose(payload)
+		if err != nil {
+			c.fail(err)
+			return true
+		}
+		c.closeReceived(code)
 		return false
 	case opText, opBinary:
 		if c.msgOp != 0 {
 			c.fail(errProtocol) // a new message inside a fragmented one
-			return false
+			return true
 		}
 		if h.fin {
 			c.deliver(h.op, payload)
@@ -302,16 +348,17 @@ func (c *Conn) frame(h header, payload []byte) bool {
 	case opContinuation:
 		if c.msgOp == 0 {
 			c.fail(errProtocol)
-			return false
+			return true
 		}
 		if len(c.message)+len(payload) > c.s.opts.MaxMessage {
 			c.fail(errTooBig)
-			return false
+			return true
 		}
 		c.message = append(c.message, payload...)
 		if h.fin {
-			c.deliver(c.msgOp, c.message)
+			op, msg := c.msgOp, c.message
 			c.msgOp, c.message = 0, nil
+			c.deliver(op, msg)
 		}
 	}
 	return true
@@ -320,11 +367,15 @@ func (c *Conn) frame(h header, payload []byte) bool {
 // deliver hands a whole text message to the handler; binary ones count as
 // a sign of life and are otherwise ignored.
 func (c *Conn) deliver(op byte, msg []byte) {
+	if op == opText && !utf8.Valid(msg) {
+		c.fail(errInvalidUTF8)
+		return
+	}
 	c.lastData.Store(time.Now().UnixNano())
 	c.mu.Lock()
-	h := c.h
+	h, done := c.h, c.done
 	c.mu.Unlock()
-	if op == opText && h != nil {
+	if op == opText && h != nil && !done {
 		h.Message(msg)
 	}
 }

@@ -3,6 +3,7 @@ package socket
 import (
 	"encoding/binary"
 	"errors"
+	"unicode/utf8"
 )
 
 // Opcodes (RFC 6455 §5.2).
@@ -23,6 +24,7 @@ const (
 	StatusNormal         StatusCode = 1000
 	StatusGoingAway      StatusCode = 1001
 	StatusProtocolError  StatusCode = 1002
+	StatusInvalidData    StatusCode = 1007
 	StatusTooBig         StatusCode = 1009
 	StatusServiceRestart StatusCode = 1012
 	StatusTryAgainLater  StatusCode = 1013
@@ -38,8 +40,9 @@ type header struct {
 
 // Reasons a client frame is refused; each closes the socket.
 var (
-	errProtocol = errors.New("websocket protocol error")
-	errTooBig   = errors.New("frame larger than allowed")
+	errProtocol    = errors.New("websocket protocol error")
+	errTooBig      = errors.New("frame larger than allowed")
+	errInvalidUTF8 = errors.New("text message is not valid UTF-8")
 )
 
 // parseHeader reads a client frame's header from the front of b. It returns
@@ -118,16 +121,28 @@ const maxHeader = 10
 // closePayload is a close frame's body: the code, then the reason (cut to
 // fit the 125 bytes a control frame may carry).
 func closePayload(code StatusCode, reason string) []byte {
-	if len(reason) > 123 {
-		reason = reason[:123]
+	for len(reason) > 123 || !utf8.ValidString(reason) {
+		_, n := utf8.DecodeLastRuneInString(reason)
+		reason = reason[:len(reason)-n] // whole characters only
 	}
 	return append(binary.BigEndian.AppendUint16(nil, uint16(code)), reason...)
 }
 
-// parseClose reads a close frame's code; a frame without one is 1005 (§7.1.5).
-func parseClose(payload []byte) StatusCode {
-	if len(payload) < 2 {
-		return 1005
+// parseClose reads a close frame's code; a frame without one is 1005
+// (§7.1.5). A code a client may not send, or a reason that is not UTF-8,
+// is a protocol error.
+func parseClose(payload []byte) (StatusCode, error) {
+	switch {
+	case len(payload) == 0:
+		return 1005, nil
+	case len(payload) == 1 || !utf8.Valid(payload[2:]):
+		return 0, errProtocol
 	}
-	return StatusCode(binary.BigEndian.Uint16(payload))
+	code := StatusCode(binary.BigEndian.Uint16(payload))
+	switch {
+	case code < 1000, code == 1004, code == 1005, code == 1006, code == 1015,
+		code > 1014 && code < 3000, code >= 5000:
+		return 0, errProtocol
+	}
+	return code, nil
 }

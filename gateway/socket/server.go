@@ -71,12 +71,14 @@ type Server struct {
 	opts Options
 	poll poller
 
-	mu    sync.Mutex
-	conns map[uint64]*Conn
-	next  uint64
+	mu     sync.Mutex
+	conns  map[uint64]*Conn
+	next   uint64
+	closed bool
 
-	stop chan struct{}
-	wg   sync.WaitGroup
+	stop      chan struct{}
+	wg        sync.WaitGroup
+	closeOnce sync.Once
 }
 
 // NewServer starts the poller and the ping clock.
@@ -97,20 +99,26 @@ func (s *Server) Len() int {
 	return len(s.conns)
 }
 
-// Close aborts the sockets still open and stops the server.
+// Close aborts the sockets still open and stops the server; Upgrade
+// refuses from then on.
 func (s *Server) Close() {
-	close(s.stop)
-	s.wg.Wait()
-	s.mu.Lock()
-	conns := make([]*Conn, 0, len(s.conns))
-	for _, c := range s.conns {
-		conns = append(conns, c)
-	}
-	s.mu.Unlock()
-	for _, c := range conns {
-		c.Abort()
-	}
-	s.poll.close()
+	s.closeOnce.Do(func() {
+		close(s.stop)
+		s.wg.Wait()
+		s.mu.Lock()
+		s.closed = true
+		conns := make([]*Conn, 0, len(s.conns))
+		for _, c := range s.conns {
+			conns = append(conns, c)
+		}
+		s.mu.Unlock()
+		// Every socket ever registered is done before the poller goes:
+		// an Upgrade racing this finds its socket aborted and adds nothing.
+		for _, c := range conns {
+			c.Abort()
+		}
+		s.poll.close()
+	})
 }
 
 // websocketGUID is RFC 6455's constant for Sec-WebSocket-Accept.
@@ -165,17 +173,23 @@ func (s *Server) Upgrade(w http.ResponseWriter, r *http.Request) (*Conn, error) 
 	_ = nc.SetDeadline(time.Time{})
 	c := &Conn{s: s, nc: nc, rc: rc}
 	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		_ = nc.Close()
+		return nil, ErrClosed
+	}
 	s.next++
 	c.id = s.next
 	s.conns[c.id] = c
 	s.mu.Unlock()
-	if err := c.takeBuffered(brw); err != nil {
-		c.finish()
-		return nil, err
-	}
+	refused := c.takeBuffered(brw)
 	if err := s.poll.add(c); err != nil {
 		c.finish()
 		return nil, fmt.Errorf("socket: %w", err)
+	}
+	if refused != nil {
+		// Its close is under way: the socket goes when that is done.
+		return nil, refused
 	}
 	return c, nil
 }
@@ -189,8 +203,8 @@ func (c *Conn) takeBuffered(brw *bufio.ReadWriter) error {
 	}
 	b, _ := brw.Reader.Peek(n)
 	rest, ok := c.process(append([]byte(nil), b...))
-	if !ok {
-		return errors.New("socket: refused the frames sent with the handshake")
+	if !ok || c.discard {
+		return errors.New("socket: the client closed or sent a refused frame with its handshake")
 	}
 	c.partial = append([]byte(nil), rest...)
 	return nil
@@ -253,9 +267,16 @@ func (s *Server) clock() {
 					gone = append(gone, c)
 				}
 			} else if now-last >= interval {
-				c.lastPing.Store(now)
+				// Marked before it goes, so a quick pong is not lost. A
+				// socket whose queue is full gets no ping and no deadline
+				// for a pong that cannot come: the next event queued for
+				// it closes it as too slow.
 				c.pingSent.Store(now)
-				_ = c.send(opPing, nil)
+				if c.send(opPing, nil) == nil {
+					c.lastPing.Store(now)
+				} else {
+					c.pingSent.Store(0)
+				}
 			}
 			if idleFor > 0 && now-c.lastData.Load() > idleFor {
 				idle = append(idle, c)

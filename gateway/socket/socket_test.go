@@ -254,6 +254,9 @@ func TestRefusedFramesCloseWithTheirCode(t *testing.T) {
 		{"unknown opcode", clientFrame(true, 0x3, []byte("hi")), StatusProtocolError},
 		{"continuation first", clientFrame(true, opContinuation, []byte("hi")), StatusProtocolError},
 		{"fragmented ping", clientFrame(false, opPing, nil), StatusProtocolError},
+		{"invalid UTF-8", clientFrame(true, opText, []byte{0xff, 0xfe}), StatusInvalidData},
+		{"close code a client may not send", clientFrame(true, opClose, []byte{0x03, 0xED}), StatusProtocolError},
+		{"one-byte close", clientFrame(true, opClose, []byte{0x03}), StatusProtocolError},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ts := newTestServer(t, Options{}, false)
@@ -261,9 +264,17 @@ func TestRefusedFramesCloseWithTheirCode(t *testing.T) {
 			rec := <-ts.accepted
 			raw.write(t, tc.frame)
 			op, payload := raw.read(t)
-			if op != opClose || parseClose(payload) != tc.code {
+			if code, _ := parseClose(payload); op != opClose || code != tc.code {
 				t.Fatalf("got frame %x %q, want close %d", op, payload, tc.code)
 			}
+			// The server ends its side after the close frame (a FIN, so the
+			// frame is not lost to a reset) and drops whatever else comes.
+			raw.write(t, clientFrame(true, opText, []byte("ignored")))
+			_ = raw.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if n, err := raw.br.Read(make([]byte, 1)); err != io.EOF {
+				t.Fatalf("after the close frame read %d bytes, %v; want EOF", n, err)
+			}
+			raw.nc.Close()
 			waitClosed(t, rec, 5*time.Second)
 			if len(rec.messages()) != 0 {
 				t.Fatalf("a refused frame was delivered: %q", rec.messages())
@@ -430,4 +441,23 @@ func clientFrame(fin bool, op byte, payload []byte) []byte {
 	masked := bytes.Clone(payload)
 	unmask(masked, mask)
 	return append(b, masked...)
+}
+
+func TestClosedServerRefusesUpgradesAndClosesOnce(t *testing.T) {
+	ts := newTestServer(t, Options{}, false)
+	_, rec := ts.dial(t)
+	ts.s.Close()
+	ts.s.Close() // a second Close does nothing
+	waitClosed(t, rec, 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if ws, _, err := websocket.Dial(ctx, ts.url, nil); err == nil {
+		_, _, err = ws.Read(ctx)
+		if err == nil {
+			t.Fatal("a closed server kept a new socket open")
+		}
+	}
+	if ts.s.Len() != 0 {
+		t.Fatalf("a closed server holds %d sockets", ts.s.Len())
+	}
 }
