@@ -47,6 +47,10 @@ type Config struct {
 	// few JetStream requests); past it a connect gets the same retryable
 	// error, so a storm meets back-pressure instead of swamping JetStream.
 	ConnectInFlight int
+	// ConnectWait is how long a connect past ConnectRate or ConnectInFlight
+	// waits for its turn before it is answered with the retryable error: in
+	// a reconnect storm a short wait here beats the SDK's backoff of seconds.
+	ConnectWait time.Duration
 	// SendQueue is how many events may wait for a slow socket before it is
 	// closed (so one slow client never holds up the others).
 	SendQueue int
@@ -78,6 +82,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Float64Var(&c.ConnectRate, "connect-rate", 2000, "connects accepted per second before answering rate-limited")
 	fs.IntVar(&c.ConnectBurst, "connect-burst", 4000, "connects accepted at once before the rate applies")
 	fs.IntVar(&c.ConnectInFlight, "connect-inflight", 1024, "connects under way at once (waiting on JetStream) before answering rate-limited")
+	fs.DurationVar(&c.ConnectWait, "connect-wait", 3*time.Second, "how long a connect past connect-rate or connect-inflight waits for its turn before answering rate-limited")
 	fs.IntVar(&c.SendQueue, "send-queue", 256, "events queued per socket before a slow socket is closed")
 	fs.IntVar(&c.MaxWatches, "max-watches", 10000, "users plus channels one connection may watch")
 	fs.IntVar(&c.Replicas, "replicas", 1, "replicas of JetStream streams and buckets (3 in a cluster)")
@@ -125,6 +130,9 @@ func (c *Config) defaults() {
 	}
 	if c.ConnectInFlight <= 0 {
 		c.ConnectInFlight = d.ConnectInFlight
+	}
+	if c.ConnectWait <= 0 {
+		c.ConnectWait = d.ConnectWait
 	}
 	if c.SendQueue <= 0 {
 		c.SendQueue = d.SendQueue

@@ -78,11 +78,12 @@ func (c *conn) Closed() {
 }
 
 func (g *Gateway) serveConnect(w http.ResponseWriter, r *http.Request) {
+	g.connWG.Add(1) // before anything can be registered for Close to wait on
 	sock, err := g.sockets.Upgrade(w, r)
 	if err != nil {
+		g.connWG.Done()
 		return // Upgrade has answered the request
 	}
-	g.connWG.Add(1)
 	c, profile, p, apiErr := g.admit(r, sock)
 	if apiErr != nil {
 		g.reject(sock, apiErr)
@@ -137,16 +138,33 @@ func (g *Gateway) admit(r *http.Request, sock *socket.Conn) (*conn, model.User, 
 	if draining {
 		return nil, model.User{}, model.Presence{}, apierror.New(apierror.CodeInternal, http.StatusServiceUnavailable, "gateway is draining, reconnect")
 	}
-	if !g.connect.allow() {
+	// Past the rate or the connects under way, a connect waits up to
+	// ConnectWait in all: in a storm, a short wait here beats the SDK's
+	// backoff of seconds.
+	began := time.Now()
+	wait, ok := g.connect.reserve(g.cfg.ConnectWait)
+	if ok && wait > 0 {
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			ok = false
+		}
+		t.Stop()
+	}
+	if !ok {
 		return nil, model.User{}, model.Presence{}, apierror.New(apierror.CodeRateLimit, http.StatusTooManyRequests, "too many connects right now, retry shortly")
 	}
-	select {
-	case g.admitting <- struct{}{}:
-		defer func() { <-g.admitting }()
-	default:
-		// JetStream is behind: new connects would only queue on it (and
-		// with them the lease renewals and everyone's events).
+	if !g.takeConnectSlot(r.Context(), g.cfg.ConnectWait-time.Since(began)) {
+		// JetStream is behind: more connects would only queue on it (and
+		// with them everyone's events).
 		return nil, model.User{}, model.Presence{}, apierror.New(apierror.CodeRateLimit, http.StatusTooManyRequests, "too many connects under way, retry shortly")
+	}
+	defer func() { <-g.admitting }()
+	if sock.Gone() {
+		// The client left while it waited (its SDK has given up on this
+		// connect): nothing to admit.
+		return nil, model.User{}, model.Presence{}, apierror.New(apierror.CodeRateLimit, http.StatusTooManyRequests, "the client left before its turn")
 	}
 
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
@@ -217,6 +235,30 @@ func (g *Gateway) admit(r *http.Request, sock *socket.Conn) (*conn, model.User, 
 	p.Conns = map[string]model.Conn{c.id: {Node: g.cfg.NodeName, Epoch: epoch, OpenedAt: now}}
 	p.Invisible = profile.Invisible
 	return c, profile, p, nil
+}
+
+// takeConnectSlot takes one of the ConnectInFlight slots, waiting up to
+// maxWait for one to free; false when none did (or the client left).
+func (g *Gateway) takeConnectSlot(ctx context.Context, maxWait time.Duration) bool {
+	select {
+	case g.admitting <- struct{}{}:
+		return true
+	default:
+	}
+	if maxWait <= 0 {
+		return false
+	}
+	g.connectsWaiting.Add(1)
+	defer g.connectsWaiting.Add(-1)
+	t := time.NewTimer(maxWait)
+	defer t.Stop()
+	select {
+	case g.admitting <- struct{}{}:
+		return true
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return false
 }
 
 // applyDetails stores the connect-time user details (creating the user on

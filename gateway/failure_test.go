@@ -60,9 +60,10 @@ func TestConnectRateLimitAnswersRetryably(t *testing.T) {
 
 // TestConnectsUnderWayAreBounded: with every admission slot taken (the
 // connects before it still wait on JetStream), a connect is answered with
-// the retryable rate-limit error at once, and admitted once a slot frees.
+// the retryable rate-limit error once ConnectWait has passed, and admitted
+// once a slot frees.
 func TestConnectsUnderWayAreBounded(t *testing.T) {
-	h := newHarnessWith(t, Config{ConnectInFlight: 1})
+	h := newHarnessWith(t, Config{ConnectInFlight: 1, ConnectWait: 50 * time.Millisecond})
 	h.gw.admitting <- struct{}{} // a connect under way
 	ws, first := h.dial("ann", userToken(t, "ann"), testKey, nil)
 	e, _ := first["error"].(map[string]any)
@@ -145,5 +146,39 @@ func TestDrainClosesWith1012AndPublishesGrace(t *testing.T) {
 		if ev.Kind != connevent.Closed || ev.Grace != 3*time.Second {
 			t.Fatalf("drain published %+v, want closed with the drain grace", ev)
 		}
+	}
+}
+
+// TestAConnectWaitsForAFreeSlot: past ConnectInFlight a connect waits (up to
+// ConnectWait) and is admitted when a slot frees, rather than being sent
+// into the SDK's backoff.
+func TestAConnectWaitsForAFreeSlot(t *testing.T) {
+	h := newHarnessWith(t, Config{ConnectInFlight: 1, ConnectWait: time.Minute})
+	h.gw.admitting <- struct{}{} // a connect under way
+	answered := make(chan map[string]any, 1)
+	go func() {
+		_, first := h.dial("ann", userToken(t, "ann"), testKey, nil)
+		answered <- first
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for h.gw.connectsWaiting.Load() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the connect never waited for a slot")
+		}
+		time.Sleep(5 * time.Millisecond) // polling the waiting count
+	}
+	select {
+	case first := <-answered:
+		t.Fatalf("connect answered %v while every slot was taken", first)
+	default:
+	}
+	<-h.gw.admitting // the connect under way ends
+	select {
+	case first := <-answered:
+		if first["type"] != event.ConnectionOK {
+			t.Fatalf("connect got %v once a slot freed, want connection.ok", first)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the waiting connect was not admitted when a slot freed")
 	}
 }

@@ -50,8 +50,10 @@ type Gateway struct {
 	epoch   atomic.Uint64
 	seq     atomic.Uint64
 	connect *rateLimit
-	// admitting holds a slot per connect under way (ConnectInFlight).
-	admitting chan struct{}
+	// admitting holds a slot per connect under way (ConnectInFlight);
+	// connectsWaiting counts connects waiting for one.
+	admitting       chan struct{}
+	connectsWaiting atomic.Int64
 
 	mu       sync.Mutex
 	conns    map[string]*conn

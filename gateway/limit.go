@@ -20,8 +20,10 @@ func newRateLimit(rate float64, burst int) *rateLimit {
 	return &rateLimit{rate: rate, burst: float64(burst), tokens: float64(burst), now: time.Now}
 }
 
-// allow takes a token if one is there.
-func (r *rateLimit) allow() bool {
+// reserve takes the next token if it comes within maxWait, and says how long
+// to wait for it; tokens taken ahead are owed, so waiters are served at the
+// rate, in turn.
+func (r *rateLimit) reserve(maxWait time.Duration) (time.Duration, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := r.now()
@@ -29,9 +31,14 @@ func (r *rateLimit) allow() bool {
 		r.tokens = min(r.burst, r.tokens+now.Sub(r.last).Seconds()*r.rate)
 	}
 	r.last = now
-	if r.tokens < 1 {
-		return false
+	if r.tokens >= 1 {
+		r.tokens--
+		return 0, true
+	}
+	wait := time.Duration((1 - r.tokens) / r.rate * float64(time.Second))
+	if wait > maxWait {
+		return 0, false
 	}
 	r.tokens--
-	return true
+	return wait, true
 }
