@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // poller watches every socket for input with one epoll instance and one
@@ -70,10 +71,12 @@ func (p *poller) wait() {
 		// A bounded wait, so a stopped poller notices within it.
 		n, err := syscall.EpollWait(p.epfd, events, 100)
 		if err != nil {
-			if errors.Is(err, syscall.EINTR) {
-				continue
+			if !errors.Is(err, syscall.EINTR) {
+				// Not expected while the epoll instance is open; giving up
+				// would leave every socket unread, so wait and try again.
+				time.Sleep(10 * time.Millisecond) // back off, not synchronisation
 			}
-			return
+			continue
 		}
 		for _, ev := range events[:n] {
 			if c := p.s.lookup(eventID(ev)); c != nil {
