@@ -224,19 +224,6 @@ func (g *Gateway) Close() {
 	g.log.Info("gateway stopped")
 }
 
-// closeAll closes every socket at once.
-func (g *Gateway) closeAll(code socket.StatusCode, reason string) {
-	g.mu.Lock()
-	conns := make([]*conn, 0, len(g.conns))
-	for _, c := range g.conns {
-		conns = append(conns, c)
-	}
-	g.mu.Unlock()
-	for _, c := range conns {
-		c.close(code, reason)
-	}
-}
-
 // ConnCount is the number of open connections.
 func (g *Gateway) ConnCount() int {
 	g.mu.Lock()

@@ -73,9 +73,6 @@ type frame struct {
 	payload []byte
 }
 
-// RemoteAddr is the client's address.
-func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
-
 // Gone reports whether the client has closed the socket (or it was closed):
 // work on its behalf can stop.
 func (c *Conn) Gone() bool {
