@@ -41,7 +41,7 @@ func TestHeldClosesDoNotStallOtherUsers(t *testing.T) {
 	// Wait until every close is held (moved off the main consumer).
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		info, err := consumerInfo(h, store.ConsumerGrace)
+		info, err := consumerInfo(h, store.StreamGrace, store.ConsumerGrace)
 		if err == nil && info.NumAckPending+int(info.NumPending) >= n && info.NumPending == 0 {
 			break
 		}
@@ -59,16 +59,16 @@ func TestHeldClosesDoNotStallOtherUsers(t *testing.T) {
 				return
 			}
 		case <-timeout:
-			info, _ := consumerInfo(h, store.ConsumerWorkers)
+			info, _ := consumerInfo(h, store.StreamInput, store.ConsumerWorkers)
 			t.Fatalf("an unrelated user's connect was not applied while %d closes were held (main consumer: ack pending %d, waiting %d)", n, info.NumAckPending, info.NumPending)
 		}
 	}
 }
 
-func consumerInfo(h *harness, name string) (*jetstream.ConsumerInfo, error) {
+func consumerInfo(h *harness, stream, name string) (*jetstream.ConsumerInfo, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	c, err := h.js.Consumer(ctx, store.StreamInput, name)
+	c, err := h.js.Consumer(ctx, stream, name)
 	if err != nil {
 		return nil, err
 	}

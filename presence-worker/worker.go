@@ -130,23 +130,21 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger, opts 
 		return fail(err)
 	}
 	// Two consumers share the shards: one for input applied as it comes, one
-	// for closes held for a grace period. Held closes wait unacked until
-	// their grace ends; apart, they never use up the first consumer's
-	// MaxAckPending and stall everyone else.
+	// for closes held for a grace period (in a stream of their own). Held
+	// closes wait unacked until their grace ends; apart, they never use up
+	// the first consumer's MaxAckPending and stall everyone else.
 	now, err := js.CreateOrUpdateConsumer(ctx, store.StreamInput, jetstream.ConsumerConfig{
-		Durable:        store.ConsumerWorkers,
-		FilterSubjects: subject.InputNow,
-		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        30 * time.Second,
-		MaxAckPending:  cfg.MaxAckPending,
-		MaxDeliver:     -1,
+		Durable:       store.ConsumerWorkers,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       30 * time.Second,
+		MaxAckPending: cfg.MaxAckPending,
+		MaxDeliver:    -1,
 	})
 	if err != nil {
 		return fail(fmt.Errorf("worker: consumer: %w", err))
 	}
-	held, err := js.CreateOrUpdateConsumer(ctx, store.StreamInput, jetstream.ConsumerConfig{
+	held, err := js.CreateOrUpdateConsumer(ctx, store.StreamGrace, jetstream.ConsumerConfig{
 		Durable:       store.ConsumerGrace,
-		FilterSubject: subject.GraceAll,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       30 * time.Second,
 		MaxAckPending: 1 << 20, // a whole drained node's connections at once
@@ -244,7 +242,7 @@ func (w *Worker) handle(msg jetstream.Msg) {
 	ctx, cancel := context.WithTimeout(w.ctx, applyTimeout)
 	defer cancel()
 	if wait := w.graceLeft(ev); wait > 0 {
-		if !strings.HasPrefix(msg.Subject(), subject.GraceAll[:len(subject.GraceAll)-1]) {
+		if !subject.IsGraceClose(msg.Subject()) {
 			w.hold(msg, ev)
 			return
 		}

@@ -136,8 +136,8 @@ func (e *Env) Lease(ctx context.Context, node string) (model.Lease, error) {
 	return l, err
 }
 
-// Idle says whether the workers have nothing left to do: both consumers of
-// the input stream have no message waiting and none unacknowledged (a
+// Idle says whether the workers have nothing left to do: both consumers
+// (input and held closes) have no message waiting and none unacknowledged (a
 // message handed to a killed worker counts until it is redelivered and
 // acknowledged).
 func (e *Env) Idle(ctx context.Context) (bool, error) {
@@ -145,8 +145,10 @@ func (e *Env) Idle(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	for _, name := range []string{store.ConsumerWorkers, store.ConsumerGrace} {
-		cons, err := js.Consumer(ctx, store.StreamInput, name)
+	for _, c := range []struct{ stream, name string }{
+		{store.StreamInput, store.ConsumerWorkers}, {store.StreamGrace, store.ConsumerGrace},
+	} {
+		cons, err := js.Consumer(ctx, c.stream, c.name)
 		if err != nil {
 			return false, err
 		}

@@ -19,11 +19,13 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/presencehq/presence/pkg/model"
+	"github.com/presencehq/presence/pkg/subject"
 )
 
 // Names of the stream, the workers' consumer and the buckets.
 const (
 	StreamInput        = "PRESENCE_IN"
+	StreamGrace        = "PRESENCE_GRACE"
 	ConsumerWorkers    = "presence-workers"
 	ConsumerGrace      = "presence-workers-grace"
 	BucketUsers        = "presence_users"
@@ -94,34 +96,38 @@ func Setup(ctx context.Context, js jetstream.JetStream, o Options) (*Store, erro
 		active = DefaultActiveInterval
 	}
 	maxAge := InputMaxAge(active)
-	cfg := jetstream.StreamConfig{
-		Name:     StreamInput,
-		Subjects: []string{"presence.in.>"},
-		Storage:  jetstream.FileStorage,
-		Replicas: o.Replicas,
-		MaxAge:   maxAge,
-		// Deduplicate retried publishes for two minutes (JetStream's limit is
-		// the stream's max age).
-		Duplicates: min(2*time.Minute, maxAge),
-		Discard:    jetstream.DiscardOld,
-	}
 	// A system whose input stream does not exist yet is new: its presence
 	// state starts empty for real, not because it was lost.
 	fresh := false
 	if _, err := js.Stream(ctx, StreamInput); errors.Is(err, jetstream.ErrStreamNotFound) {
 		fresh = true
 	}
-	err := retry(ctx, func(ctx context.Context) error {
-		var err error
-		if o.ActiveInterval > 0 {
-			_, err = js.CreateOrUpdateStream(ctx, cfg)
-		} else if _, err = js.CreateStream(ctx, cfg); errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-			err = nil
+	for _, st := range []struct{ name, subjects string }{
+		{StreamInput, subject.InputAll}, {StreamGrace, subject.GraceAll},
+	} {
+		cfg := jetstream.StreamConfig{
+			Name:     st.name,
+			Subjects: []string{st.subjects},
+			Storage:  jetstream.FileStorage,
+			Replicas: o.Replicas,
+			MaxAge:   maxAge,
+			// Deduplicate retried publishes for two minutes (JetStream's
+			// limit is the stream's max age).
+			Duplicates: min(2*time.Minute, maxAge),
+			Discard:    jetstream.DiscardOld,
 		}
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("store: stream %s: %w", StreamInput, err)
+		err := retry(ctx, func(ctx context.Context) error {
+			var err error
+			if o.ActiveInterval > 0 {
+				_, err = js.CreateOrUpdateStream(ctx, cfg)
+			} else if _, err = js.CreateStream(ctx, cfg); errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+				err = nil
+			}
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("store: stream %s: %w", st.name, err)
+		}
 	}
 	s := &Store{JS: js}
 	for _, b := range []struct {

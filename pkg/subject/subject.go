@@ -4,9 +4,9 @@
 // The subject tree:
 //
 //	presence.in.conn.<node>.<user>        connection opened/closed/active (JetStream, worker input)
-//	presence.in.grace.<node>.<user>       closes held for a grace period (JetStream, worker input)
 //	presence.in.user.<user>               visibility changes from the api (JetStream, worker input)
 //	presence.in.node.<node>               a gateway node started under a new epoch, or its lease lapsed (JetStream, worker input)
+//	presence.grace.<node>.<user>          closes held for a grace period (JetStream, a stream of their own)
 //	presence.events.user.<user>           user.presence.changed / user.updated for one user
 //	presence.events.channel.<type>.<id>   the same events, for each channel the user is in
 //	presence.gateway.<node>.watch         request: add or remove watches of one connection
@@ -34,12 +34,18 @@ const (
 )
 
 const (
-	// Stream is the JetStream stream holding the worker's input.
+	// InputAll is the stream of the worker's input, taken as it arrives.
 	InputAll = "presence.in.>"
 	connIn   = "presence.in.conn."
-	graceIn  = "presence.in.grace."
 	userIn   = "presence.in.user."
 	nodeIn   = "presence.in.node."
+	// GraceAll is the stream of closes held for a grace period. Held closes
+	// live apart from the input, so that neither of the workers' consumers
+	// needs a subject filter: a filtered consumer makes the server match
+	// subjects for every message it hands out, which cost a third of a
+	// worker's CPU.
+	GraceAll = graceIn + ">"
+	graceIn  = "presence.grace."
 
 	// EventsAll matches every outgoing presence event.
 	EventsAll     = "presence.events.>"
@@ -93,11 +99,8 @@ func ConnEvent(node, user string) string { return connIn + node + "." + user }
 // GraceClose is the subject of a connection close held for a grace period.
 func GraceClose(node, user string) string { return graceIn + node + "." + user }
 
-// GraceAll matches every held close.
-const GraceAll = graceIn + ">"
-
-// InputNow matches the worker input applied as it arrives (all but held closes).
-var InputNow = []string{connIn + ">", userIn + ">", nodeIn + ">"}
+// IsGraceClose says whether subj is a held close's.
+func IsGraceClose(subj string) bool { return strings.HasPrefix(subj, graceIn) }
 
 // ConnEventsOfNode matches every connection event of one node.
 func ConnEventsOfNode(node string) string { return connIn + node + ".>" }
