@@ -57,6 +57,7 @@ func (w *Worker) checkSentinel(ctx context.Context, recreate bool) error {
 			return errBucketGone
 		}
 		w.log.Error("the presence bucket is gone: recreating it and rebuilding from the gateways")
+		w.states.Reset() // a new bucket's revisions start again: no guess holds
 		if _, err := store.Setup(ctx, w.js, store.Options{Replicas: w.cfg.Replicas, ActiveInterval: w.cfg.ActiveInterval}); err != nil {
 			return err
 		}
@@ -76,6 +77,7 @@ func (w *Worker) checkSentinel(ctx context.Context, recreate bool) error {
 		return err
 	}
 	w.rebuiltAt.Store(now.UnixNano())
+	w.states.Reset()
 	w.log.Warn("presence state was lost: asking every gateway to re-announce its connections")
 	return w.nc.Publish(subject.Reannounce, nil)
 }
@@ -83,8 +85,10 @@ func (w *Worker) checkSentinel(ctx context.Context, recreate bool) error {
 // learnRebuild notes when the state was rebuilt, from the sentinel's value.
 func (w *Worker) learnRebuild(sentinel []byte) {
 	if rest, ok := strings.CutPrefix(string(sentinel), "rebuilt:"); ok {
-		if at, err := time.Parse(time.RFC3339Nano, rest); err == nil {
-			w.rebuiltAt.Store(at.UnixNano())
+		if at, err := time.Parse(time.RFC3339Nano, rest); err == nil && w.rebuiltAt.Swap(at.UnixNano()) != at.UnixNano() {
+			// Rebuilt since the last look, perhaps in a bucket created
+			// anew: no remembered state or revision holds any more.
+			w.states.Reset()
 		}
 	}
 }

@@ -46,6 +46,9 @@ type Worker struct {
 
 	// rebuiltAt is when the presence state was last (re)created (unix ns).
 	rebuiltAt atomic.Int64
+	// states holds the user states this worker read or wrote last, so most
+	// events cost one compare-and-set and no read.
+	states *store.Cache
 
 	recent recentEmits
 
@@ -106,6 +109,7 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger, opts 
 		w.leaseNC = o.leaseConn
 	}
 	w.recent.at = map[string]time.Time{}
+	w.states = store.NewCache(stateCacheBytes)
 	w.ctx, w.cancel = context.WithCancel(context.Background())
 	fail := func(err error) (*Worker, error) {
 		w.cancel()
@@ -271,6 +275,10 @@ func (w *Worker) handle(msg jetstream.Msg) {
 	_ = msg.Ack()
 }
 
+// stateCacheBytes bounds the states a worker remembers: a few hundred bytes
+// a user, so some 100,000 users' states.
+const stateCacheBytes = 32 << 20
+
 // applyTimeout bounds applying one event: a few JetStream round trips,
 // which take milliseconds unless a server died under them.
 const applyTimeout = 5 * time.Second
@@ -310,7 +318,7 @@ func (w *Worker) applyEvent(ctx context.Context, ev connevent.Event, redelivery 
 	var transition bool
 	var seeded *connevent.Event
 	var pred *model.Presence
-	p, _, wrote, err := store.Update(ctx, w.st.Presence, store.Key(ev.User), func(p *model.Presence, exists bool) error {
+	p, _, wrote, err := store.UpdateCached(ctx, w.st.Presence, store.Key(ev.User), w.states, func(p *model.Presence, exists bool) error {
 		pred = nil
 		if p.Version != 0 && p.EmittedBy != w.id && time.Since(p.LastEventAt) < predecessorWindow {
 			// Another worker wrote the last event moments ago and may not

@@ -275,13 +275,38 @@ func Get[T any](ctx context.Context, kv jetstream.KeyValue, key string) (T, uint
 // ErrUnchanged nothing is written. Update returns the value and revision now
 // stored and whether this call wrote it.
 func Update[T any](ctx context.Context, kv jetstream.KeyValue, key string, fn func(v *T, exists bool) error) (T, uint64, bool, error) {
-	for attempt := 0; ; attempt++ {
-		v, rev, err := Get[T](ctx, kv, key)
-		exists := err == nil
-		if err != nil && !errors.Is(err, ErrNotFound) {
-			return v, 0, false, err
+	return UpdateCached(ctx, kv, key, nil, fn)
+}
+
+// UpdateCached is Update starting from c's copy of the key, if it has one,
+// instead of reading it (see Cache).
+func UpdateCached[T any](ctx context.Context, kv jetstream.KeyValue, key string, c *Cache, fn func(v *T, exists bool) error) (T, uint64, bool, error) {
+	for {
+		var v T
+		raw, rev, fromCache := c.get(key)
+		exists := fromCache
+		if !fromCache {
+			e, err := kv.Get(ctx, key)
+			switch {
+			case errors.Is(err, jetstream.ErrKeyNotFound):
+			case err != nil:
+				return v, 0, false, err
+			default:
+				raw, rev, exists = e.Value(), e.Revision(), true
+				c.put(key, raw, rev)
+			}
+		}
+		if exists {
+			if err := json.Unmarshal(raw, &v); err != nil {
+				c.forget(key)
+				return v, 0, false, fmt.Errorf("store: decode %s/%s: %w", kv.Bucket(), key, err)
+			}
 		}
 		if err := fn(&v, exists); errors.Is(err, ErrUnchanged) {
+			if fromCache {
+				c.forget(key) // "nothing to do" is only believed of a fresh read
+				continue
+			}
 			return v, rev, false, nil
 		} else if err != nil {
 			return v, rev, false, err
@@ -297,15 +322,18 @@ func Update[T any](ctx context.Context, kv jetstream.KeyValue, key string, fn fu
 			newRev, err = kv.Create(ctx, key, b)
 		}
 		if err == nil {
+			c.put(key, b, newRev)
 			return v, newRev, true, nil
 		}
+		c.forget(key)
 		if !IsConflict(err) {
 			return v, 0, false, err
 		}
 		if ctx.Err() != nil {
 			return v, 0, false, ctx.Err()
 		}
-		// Another writer won; read again and reapply.
+		// Another writer won (or the cached copy was stale): read again and
+		// reapply.
 	}
 }
 
