@@ -49,6 +49,10 @@ type Worker struct {
 	// states holds the user states this worker read or wrote last, so most
 	// events cost one compare-and-set and no read.
 	states *store.Cache
+	// profiles and memberships are read through caches kept current by
+	// watches: emitting an event costs no read of either.
+	profiles    *store.Watched[model.User]
+	memberships *store.Watched[model.Memberships]
 
 	recent recentEmits
 
@@ -121,6 +125,16 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger, opts 
 	}
 	w.wg.Add(1)
 	go func() { defer w.wg.Done(); <-w.router.Stopped() }()
+	if w.profiles, err = store.NewWatched[model.User](w.ctx, st.Users, watchedKeys); err != nil {
+		return fail(err)
+	}
+	w.wg.Add(1)
+	go func() { defer w.wg.Done(); <-w.profiles.Stopped() }()
+	if w.memberships, err = store.NewWatched[model.Memberships](w.ctx, st.Memberships, watchedKeys); err != nil {
+		return fail(err)
+	}
+	w.wg.Add(1)
+	go func() { defer w.wg.Done(); <-w.memberships.Stopped() }()
 	if err := w.followNodes(ctx); err != nil {
 		return fail(err)
 	}
@@ -279,6 +293,9 @@ func (w *Worker) handle(msg jetstream.Msg) {
 // a user, so some 100,000 users' states.
 const stateCacheBytes = 32 << 20
 
+// watchedKeys bounds the profiles and the memberships a worker caches.
+const watchedKeys = 100_000
+
 // applyTimeout bounds applying one event: a few JetStream round trips,
 // which take milliseconds unless a server died under them.
 const applyTimeout = 5 * time.Second
@@ -390,16 +407,15 @@ func (w *Worker) profileVisibility(ctx context.Context, user string) (connevent.
 // user.presence.changed or user.updated, with the user as others see them;
 // first pred's, when another worker's event came just before it.
 func (w *Worker) emit(ctx context.Context, user string, p model.Presence, pred *model.Presence) error {
-	profile, _, err := store.Get[model.User](ctx, w.st.Users, store.Key(user))
-	if errors.Is(err, store.ErrNotFound) {
-		profile = model.User{ID: user, Role: "user"}
-	} else if err != nil {
-		return err
-	}
-	cids, err := w.router.Channels(ctx, user)
+	profile, err := w.profile(ctx, user, p)
 	if err != nil {
 		return err
 	}
+	ms, _, _, err := w.memberships.Get(ctx, store.Key(user))
+	if err != nil {
+		return err
+	}
+	cids := w.router.PresenceChannels(ms)
 	w.recent.note(user)
 	now := time.Now().UTC()
 	if pred != nil {
@@ -408,6 +424,26 @@ func (w *Worker) emit(ctx context.Context, user string, p model.Presence, pred *
 		}
 	}
 	return w.publish(user, profile, p, p.LastEvent, p.Version, recentPrev(p, now), cids, now)
+}
+
+// profile is user's profile as of p at least: the cached one, unless p has
+// seen a newer revision than the cache (its watch is behind).
+func (w *Worker) profile(ctx context.Context, user string, p model.Presence) (model.User, error) {
+	u, rev, found, err := w.profiles.Get(ctx, store.Key(user))
+	if err == nil && rev < max(p.ProfileRev, p.InvisibleRev) {
+		u, _, err = store.Get[model.User](ctx, w.st.Users, store.Key(user))
+		found = err == nil
+		if errors.Is(err, store.ErrNotFound) {
+			err = nil
+		}
+	}
+	if err != nil {
+		return model.User{}, err
+	}
+	if !found {
+		return model.User{ID: user, Role: "user"}, nil
+	}
+	return u, nil
 }
 
 // recentPrev is the version of the event before p's, if it is recent

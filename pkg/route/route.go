@@ -7,7 +7,6 @@ package route
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"strings"
 	"sync"
 
@@ -62,21 +61,14 @@ func (r *Router) PresenceEnabled(channelType string) bool {
 	return r.types[channelType]
 }
 
-// Channels returns the cids of user's channels with presence enabled.
-func (r *Router) Channels(ctx context.Context, user string) ([]string, error) {
-	ms, _, err := store.Get[model.Memberships](ctx, r.st.Memberships, store.Key(user))
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	out := ms.CIDs[:0:0]
+// PresenceChannels picks, of a user's channels, those with presence enabled.
+func (r *Router) PresenceChannels(ms model.Memberships) []string {
+	var out []string
 	for _, cid := range ms.CIDs {
 		typ, _, _ := strings.Cut(cid, ":")
 		if r.PresenceEnabled(typ) {
 			out = append(out, cid)
 		}
 	}
-	return out, nil
+	return out
 }
