@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -141,6 +142,12 @@ func storm(ctx context.Context, e env, srv *server) ([]Result, error) {
 	}
 
 	dropped := time.Now()
+	saved := srv.cpuProfile(10*time.Second, filepath.Join(e.dir, "storm-"+srv.system+".pprof"))
+	defer func() {
+		if err := saved(); err != nil {
+			logf(srv, "storm", "CPU profile: %v", err)
+		}
+	}()
 	reconnected := make(chan load.Connected, 1)
 	for _, l := range loads {
 		if err := l.tell("drop"); err != nil {
