@@ -40,7 +40,10 @@ type Config struct {
 	// produces no offline→online flap.
 	DrainGrace time.Duration
 	// ConnectRate and ConnectBurst bound accepted connects per second; past
-	// them a connect gets the SDK's retryable rate-limit error.
+	// them a connect waits (ConnectWait), then gets the SDK's retryable
+	// rate-limit error. Each connect brings a worker about two events (its
+	// open, later its close): 4,000/s per gateway stays well inside one
+	// worker's 20,000+ transitions/s.
 	ConnectRate  float64
 	ConnectBurst int
 	// ConnectInFlight bounds connects under way at once (each waits on a
@@ -79,7 +82,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.PingTimeout, "ping-timeout", 10*time.Second, "close a socket whose ping is not answered within this")
 	fs.DurationVar(&c.DrainWindow, "drain-window", 10*time.Second, "on shutdown, close sockets spread over this window (0: all at once)")
 	fs.DurationVar(&c.DrainGrace, "drain-grace", 10*time.Second, "a drained user reconnecting elsewhere within this never reads offline")
-	fs.Float64Var(&c.ConnectRate, "connect-rate", 2000, "connects accepted per second before answering rate-limited")
+	fs.Float64Var(&c.ConnectRate, "connect-rate", 4000, "connects accepted per second before answering rate-limited")
 	fs.IntVar(&c.ConnectBurst, "connect-burst", 4000, "connects accepted at once before the rate applies")
 	fs.IntVar(&c.ConnectInFlight, "connect-inflight", 1024, "connects under way at once (waiting on JetStream) before answering rate-limited")
 	fs.DurationVar(&c.ConnectWait, "connect-wait", 3*time.Second, "how long a connect past connect-rate or connect-inflight waits for its turn before answering rate-limited")
