@@ -65,6 +65,9 @@ type Worker struct {
 	leaseNC *nats.Conn
 	nodes   jetstream.KeyValue
 
+	// emitFault, set by tests only, fails emits before they read anything.
+	emitFault atomic.Pointer[func(user string) error]
+
 	shards  []chan jetstream.Msg
 	cc      jetstream.ConsumeContext
 	graceCC jetstream.ConsumeContext
@@ -385,13 +388,37 @@ func (w *Worker) applyEvent(ctx context.Context, ev connevent.Event, redelivery 
 	}
 	switch {
 	case wrote && transition:
-		return w.emit(ctx, ev.User, p, pred)
+		return w.emitWritten(ev.User, p, pred)
 	case redelivery && p.Version > 0:
 		// We may have written the transition and died before emitting it:
 		// emit the current one again; gateways drop the duplicate (I2, I5).
 		return w.emit(ctx, ev.User, p, nil)
 	}
 	return nil
+}
+
+// emitWritten emits the transition this worker has just written, trying
+// again until it is out (or the worker stops). It must go out before this
+// user's next event is applied: a redelivery would find the state moved on
+// and emit only the newest, and watchers would miss this one (two "online"
+// in a row where an "offline" was between).
+func (w *Worker) emitWritten(user string, p model.Presence, pred *model.Presence) error {
+	wait := 50 * time.Millisecond
+	for {
+		ctx, cancel := context.WithTimeout(w.ctx, applyTimeout)
+		err := w.emit(ctx, user, p, pred)
+		cancel()
+		if err == nil || w.ctx.Err() != nil {
+			return err
+		}
+		w.log.Warn("emitting a written transition failed, trying again", "user", user, "version", p.Version, "err", err)
+		select {
+		case <-w.ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Second)
+	}
 }
 
 // profileVisibility reads the user's invisible flag as a Visibility event.
@@ -407,6 +434,11 @@ func (w *Worker) profileVisibility(ctx context.Context, user string) (connevent.
 // user.presence.changed or user.updated, with the user as others see them;
 // first pred's, when another worker's event came just before it.
 func (w *Worker) emit(ctx context.Context, user string, p model.Presence, pred *model.Presence) error {
+	if fault := w.emitFault.Load(); fault != nil {
+		if err := (*fault)(user); err != nil {
+			return err
+		}
+	}
 	profile, err := w.profile(ctx, user, p)
 	if err != nil {
 		return err

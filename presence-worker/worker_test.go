@@ -3,8 +3,10 @@ package worker
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,6 +33,7 @@ type harness struct {
 	versions map[string][]uint64
 	// copies already read, by subject and version
 	copies map[string]bool
+	w      *Worker
 }
 
 func newHarness(t *testing.T) *harness {
@@ -66,6 +69,7 @@ func newHarnessWith(t *testing.T, cfg Config) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(w.Close)
+	h.w = w
 	return h
 }
 
@@ -278,5 +282,38 @@ func TestProfileUpdatesShareTheUsersSequence(t *testing.T) {
 	}
 	if want := "[v2:user.updated:true v3:user.presence.changed:false]"; fmt.Sprint(got) != want {
 		t.Fatalf("events %v, want %s", got, want)
+	}
+}
+
+// TestAFailedEmitGoesOutBeforeTheUsersNextTransition: the offline this
+// worker wrote must reach watchers even though emitting it failed at
+// first and the user's reconnect is already queued behind it; otherwise
+// watchers read "online" twice in a row.
+func TestAFailedEmitGoesOutBeforeTheUsersNextTransition(t *testing.T) {
+	h := newHarness(t)
+	h.publish(ev(connevent.Opened, "ann", "c1"))
+	if _, v, online := h.next(); v != 1 || !online {
+		t.Fatalf("first event v%d online=%v, want v1 online", v, online)
+	}
+	var failed atomic.Int32
+	fault := func(user string) error {
+		if failed.Add(1) <= 3 {
+			return errors.New("injected: the profile read timed out")
+		}
+		return nil
+	}
+	h.w.emitFault.Store(&fault)
+	h.publish(ev(connevent.Closed, "ann", "c1"))
+	h.publish(ev(connevent.Opened, "ann", "c2"))
+	var seq []string
+	for range 2 {
+		_, v, online := h.next()
+		seq = append(seq, fmt.Sprintf("v%d:%v", v, online))
+	}
+	if fmt.Sprint(seq) != "[v2:false v3:true]" {
+		t.Fatalf("events after the failed emits = %v, want [v2:false v3:true]", seq)
+	}
+	if n := failed.Load(); n < 4 {
+		t.Fatalf("the fault ran %d times, want the 3 failures and a success", n)
 	}
 }
