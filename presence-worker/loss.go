@@ -58,7 +58,7 @@ func (w *Worker) checkSentinel(ctx context.Context, recreate bool) error {
 		}
 		w.log.Error("the presence bucket is gone: recreating it and rebuilding from the gateways")
 		w.states.Reset() // a new bucket's revisions start again: no guess holds
-		if _, err := store.Setup(ctx, w.js, store.Options{Replicas: w.cfg.Replicas, ActiveInterval: w.cfg.ActiveInterval}); err != nil {
+		if err := store.RecreatePresence(ctx, w.js, store.Options{Replicas: w.cfg.Replicas}); err != nil {
 			return err
 		}
 	case !errors.Is(err, jetstream.ErrKeyNotFound):

@@ -3,9 +3,14 @@ package chaos
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/presencehq/presence/cluster"
 	"github.com/presencehq/presence/pkg/store"
 )
 
@@ -178,7 +183,8 @@ func KVLossWith(p KVLossParams) Scenario {
 		err = Within(ctx, 2*bound+30*time.Second, func(ctx context.Context) error { return Poll(ctx, 50*time.Millisecond, rebuilt) })
 		took := time.Since(lost)
 		if err != nil {
-			r.Violate("KV not rebuilt within %s: %d users wrong (%s)", 2*bound+30*time.Second, len(wrong), describe(wrong, truth))
+			r.Violate("KV not rebuilt within %s: %d users wrong (%s); the bucket as each NATS node sees it: %s",
+				2*bound+30*time.Second, len(wrong), describe(wrong, truth), e.bucketReport(ctx))
 			r.Measured = "not rebuilt"
 			return nil
 		}
@@ -277,4 +283,47 @@ func KVLossWith(p KVLossParams) Scenario {
 		r.Measured = fmt.Sprintf("KV rebuilt %s after the loss, REST (both api nodes) %s", Dur(took), Dur(restTook))
 		return nil
 	})
+}
+
+// bucketReport describes the presence bucket as each NATS node answers for
+// it: what a failed rebuild is diagnosed from.
+func (e *Env) bucketReport(ctx context.Context) string {
+	var out []string
+	for _, n := range e.C.Topology().Of(cluster.NATS) {
+		out = append(out, n.Name+": "+bucketOn(ctx, e.C.URL(n.Name)))
+	}
+	return strings.Join(out, "; ")
+}
+
+func bucketOn(ctx context.Context, url string) string {
+	nc, err := nats.Connect(url, nats.NoReconnect())
+	if err != nil {
+		return err.Error()
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err.Error()
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, "KV_"+store.BucketPresence)
+	if err != nil {
+		return "stream: " + err.Error()
+	}
+	info := st.CachedInfo()
+	desc := fmt.Sprintf("%d messages, last seq %d, created %s", info.State.Msgs, info.State.LastSeq, info.Created.Format(time.RFC3339Nano))
+	if info.Cluster != nil {
+		desc += fmt.Sprintf(", leader %q, %d replicas", info.Cluster.Leader, len(info.Cluster.Replicas))
+	}
+	kv, err := js.KeyValue(ctx, store.BucketPresence)
+	if err != nil {
+		return desc + "; bucket: " + err.Error()
+	}
+	if s, err := kv.Get(ctx, store.SentinelKey); err != nil {
+		desc += "; sentinel: " + err.Error()
+	} else {
+		desc += fmt.Sprintf("; sentinel %q at %d", s.Value(), s.Revision())
+	}
+	return desc
 }

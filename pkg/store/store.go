@@ -138,9 +138,7 @@ func Setup(ctx context.Context, js jetstream.JetStream, o Options) (*Store, erro
 		{BucketChannelTypes, &s.ChannelTypes}, {BucketMemberships, &s.Memberships}, {BucketNodes, &s.Nodes},
 	} {
 		err := retry(ctx, func(ctx context.Context) error {
-			kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-				Bucket: b.name, History: 1, Storage: jetstream.FileStorage, Replicas: o.Replicas,
-			})
+			kv, err := js.CreateOrUpdateKeyValue(ctx, bucketConfig(b.name, o))
 			*b.kv = kv
 			return err
 		})
@@ -167,6 +165,21 @@ func Setup(ctx context.Context, js jetstream.JetStream, o Options) (*Store, erro
 		}
 	}
 	return s, nil
+}
+
+func bucketConfig(name string, o Options) jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{Bucket: name, History: 1, Storage: jetstream.FileStorage, Replicas: max(o.Replicas, 1)}
+}
+
+// RecreatePresence creates the presence bucket again after it was deleted,
+// and nothing else: every other stream and bucket is there, and each
+// creation racing the deletion on a cluster risks a bucket some servers do
+// not know, so the fewer the better.
+func RecreatePresence(ctx context.Context, js jetstream.JetStream, o Options) error {
+	return retry(ctx, func(ctx context.Context) error {
+		_, err := js.CreateOrUpdateKeyValue(ctx, bucketConfig(BucketPresence, o))
+		return err
+	})
 }
 
 // retry runs op until it succeeds, fails for good, or ctx ends. A new
