@@ -73,7 +73,8 @@ chaos:
 	env GO='$(GO)' ./bin/presence-chaos $(CHAOS_ARGS)
 
 # Benchmarks (bench/): the scenarios at quick sizes, a table on stdout and
-# bench/results/latest.json. bench-full runs the full sizes.
+# bench/results/latest.json. bench-full runs the full sizes, and 90,000
+# clients over 5 gateways of make cluster's topology.
 bench:
 	$(GO) run ./bench/cmd/presence-bench -profile quick
 

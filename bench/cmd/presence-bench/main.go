@@ -3,7 +3,7 @@
 // prints a table and writes bench/results/latest.json, and beside it plots
 // of the latency and idle scenarios (latency.png, idle-rss.png).
 //
-//	presence-bench [-profile quick|full] [-out bench/results/latest.json] [-run idle,latency,churn,fanout,storm] [-systems presence,centrifuge]
+//	presence-bench [-profile quick|full] [-out bench/results/latest.json] [-run idle,latency,churn,fanout,storm,idle-cluster] [-systems presence,centrifuge]
 //
 // It builds the all-in-one server, the peer and the load generator
 // (presence-load), starts each system on free loopback ports (Presence
@@ -11,7 +11,9 @@
 // processes, each from its own source addresses in 127.0.0.0/8 (a process
 // may hold at most 20,000 open files here, and one source address runs out
 // of ephemeral ports near 28,000 connections). CPU profiles of the hot
-// scenarios and a heap profile of the idle one go beside the results.
+// scenarios and a heap profile of the idle one go beside the results. The
+// full profile also runs idle-cluster: 90,000 clients over 5 gateways of
+// make cluster's topology, as processes on loopback (cluster.go).
 package main
 
 import (
@@ -94,6 +96,9 @@ type params struct {
 	churn     load.ChurnParams
 	fanout    fanoutParams
 	storm     stormParams
+	// clusterConns clients over clusterGateways gateways of a cluster
+	// (idle-cluster, full profile only; 0: not run).
+	clusterConns, clusterGateways int
 }
 
 func profileParams(profile string) (params, error) {
@@ -115,6 +120,7 @@ func profileParams(profile string) (params, error) {
 		// The server holds every client's socket and a process may hold at
 		// most 20,000 open files here.
 		p.storm = stormParams{Clients: 18000, Procs: 3, Channels: 180}
+		p.clusterConns, p.clusterGateways = 90000, 5
 	default:
 		return p, fmt.Errorf("-profile %q: want quick or full", profile)
 	}
@@ -185,8 +191,9 @@ func run(args []string) error {
 	e := env{bin: work, dir: dir, p: p}
 	rep := Report{Profile: *profile, When: time.Now().UTC().Format(time.RFC3339), Machine: machine()}
 	began := time.Now()
+	wanted := func(name string) bool { return *only == "" || slices.Contains(strings.Split(*only, ","), name) }
 	for _, sc := range scenarios {
-		if *only != "" && !slices.Contains(strings.Split(*only, ","), sc.name) {
+		if !wanted(sc.name) {
 			continue
 		}
 		for _, system := range strings.Split(*systems, ",") {
@@ -196,6 +203,20 @@ func run(args []string) error {
 			}
 			rep.Results = append(rep.Results, res...)
 			rep.Series = append(rep.Series, series...)
+		}
+	}
+	if wanted("idle-cluster") && slices.Contains(strings.Split(*systems, ","), presence) {
+		if p.clusterConns == 0 {
+			fmt.Fprintln(os.Stderr, "presence-bench: idle-cluster runs in the full profile only")
+		} else {
+			res, err := clusterIdle(ctx, e, p.clusterGateways, p.clusterConns)
+			if err != nil {
+				return fmt.Errorf("idle-cluster on presence: %w", err)
+			}
+			for i := range res {
+				res[i].Scenario, res[i].System = "idle-cluster", presence
+			}
+			rep.Results = append(rep.Results, res...)
 		}
 	}
 	b, _ := json.MarshalIndent(rep, "", "  ")
@@ -251,6 +272,8 @@ var targets = map[string]target{
 	"latency/lost":              {"0", false, func(v, _ float64) bool { return v == 0 }},
 	"fanout/last_delivery_ms":   {"≤ 250 ms", false, func(v, _ float64) bool { return v <= 250 }},
 	"storm/converge_s":          {"≤ 10 s", false, func(v, _ float64) bool { return v <= 10 }},
+	// Each gateway of the cluster, the one that took the most per connection.
+	"idle-cluster/rss_per_conn_worst_bytes": {"≤ 20 KB on every gateway", false, func(v, _ float64) bool { return v <= 20000 }},
 }
 
 // printTable prints one row per scenario and metric: Presence, the peer,
