@@ -384,7 +384,22 @@ func IsConflict(err error) bool {
 // ends. It returns once the current entries are applied; stopped is closed
 // when the watch has ended.
 func Follow(ctx context.Context, kv jetstream.KeyValue, apply func(jetstream.KeyValueEntry)) (stopped <-chan struct{}, err error) {
-	w, err := kv.WatchAll(ctx)
+	return follow(ctx, kv, apply, false)
+}
+
+// FollowChanges calls apply for every change of kv from now on (none of
+// the current entries) until ctx ends; stopped is closed when the watch has
+// ended.
+func FollowChanges(ctx context.Context, kv jetstream.KeyValue, apply func(jetstream.KeyValueEntry)) (stopped <-chan struct{}, err error) {
+	return follow(ctx, kv, apply, true)
+}
+
+func follow(ctx context.Context, kv jetstream.KeyValue, apply func(jetstream.KeyValueEntry), changesOnly bool) (<-chan struct{}, error) {
+	var opts []jetstream.WatchOpt
+	if changesOnly {
+		opts = append(opts, jetstream.UpdatesOnly())
+	}
+	w, err := kv.WatchAll(ctx, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("store: watch %s: %w", kv.Bucket(), err)
 	}
@@ -394,6 +409,9 @@ func Follow(ctx context.Context, kv jetstream.KeyValue, apply func(jetstream.Key
 		defer w.Stop()
 		markReady := sync.OnceFunc(func() { close(ready) })
 		defer markReady()
+		if changesOnly {
+			markReady() // nothing current to wait for
+		}
 		for {
 			select {
 			case <-ctx.Done():

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"sync"
 	"time"
 
@@ -28,7 +27,7 @@ type Watched[T any] struct {
 	// is kept here, so the read (older) cannot overwrite it in the cache.
 	reading map[string]*watchedEntry[T]
 
-	stopped chan struct{}
+	stopped <-chan struct{}
 }
 
 type watchedEntry[T any] struct {
@@ -45,32 +44,15 @@ const WatchedTTL = 10 * time.Second
 // NewWatched starts watching kv; the watch ends with ctx (Stopped tells
 // when). At most maxKeys keys are cached; past it, arbitrary ones go.
 func NewWatched[T any](ctx context.Context, kv jetstream.KeyValue, maxKeys int) (*Watched[T], error) {
-	w, err := kv.WatchAll(ctx, jetstream.UpdatesOnly())
-	if err != nil {
-		return nil, fmt.Errorf("store: watch %s: %w", kv.Bucket(), err)
-	}
 	c := &Watched[T]{
 		kv: kv, max: maxKeys,
 		entries: map[string]watchedEntry[T]{}, reading: map[string]*watchedEntry[T]{},
-		stopped: make(chan struct{}),
 	}
-	go func() {
-		defer close(c.stopped)
-		defer w.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case e, ok := <-w.Updates():
-				if !ok {
-					return
-				}
-				if e != nil {
-					c.update(e)
-				}
-			}
-		}
-	}()
+	stopped, err := FollowChanges(ctx, kv, c.update)
+	if err != nil {
+		return nil, err
+	}
+	c.stopped = stopped
 	return c, nil
 }
 
