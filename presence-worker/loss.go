@@ -36,6 +36,10 @@ func (w *Worker) watchForLoss() {
 	}
 }
 
+// recreateAfter is how long a deleted presence bucket must have been seen
+// gone before a worker creates it again.
+const recreateAfter = time.Second
+
 // errBucketGone is a presence bucket found deleted where it is not
 // recreated: the event waits for the periodic check to recreate it.
 var errBucketGone = errors.New("the presence bucket is gone")
@@ -47,6 +51,9 @@ var errBucketGone = errors.New("the presence bucket is gone")
 // some servers do not know.
 func (w *Worker) checkSentinel(ctx context.Context, recreate bool) error {
 	e, err := w.st.Presence.Get(ctx, store.SentinelKey)
+	if recreate && (err == nil || errors.Is(err, jetstream.ErrKeyNotFound)) {
+		w.goneSince = time.Time{} // there, or back
+	}
 	switch {
 	case err == nil:
 		w.learnRebuild(e.Value())
@@ -56,6 +63,16 @@ func (w *Worker) checkSentinel(ctx context.Context, recreate bool) error {
 		if !recreate {
 			return errBucketGone
 		}
+		// Let the deletion reach every server first: writes got "no
+		// response from stream" half a second after it, and a creation
+		// racing it risks a bucket some servers do not know.
+		if w.goneSince.IsZero() {
+			w.goneSince = time.Now()
+		}
+		if time.Since(w.goneSince) < recreateAfter {
+			return errBucketGone
+		}
+		w.goneSince = time.Time{}
 		w.log.Error("the presence bucket is gone: recreating it and rebuilding from the gateways")
 		w.states.Reset() // a new bucket's revisions start again: no guess holds
 		if err := store.RecreatePresence(ctx, w.js, store.Options{Replicas: w.cfg.Replicas}); err != nil {

@@ -46,6 +46,9 @@ type Worker struct {
 
 	// rebuiltAt is when the presence state was last (re)created (unix ns).
 	rebuiltAt atomic.Int64
+	// goneSince is when the periodic check first found the presence bucket
+	// deleted (zero: it is there); that check alone uses it (loss.go).
+	goneSince time.Time
 	// states holds the user states this worker read or wrote last, so most
 	// events cost one compare-and-set and no read.
 	states *store.Cache

@@ -174,10 +174,16 @@ func bucketConfig(name string, o Options) jetstream.KeyValueConfig {
 // RecreatePresence creates the presence bucket again after it was deleted,
 // and nothing else: every other stream and bucket is there, and each
 // creation racing the deletion on a cluster risks a bucket some servers do
-// not know, so the fewer the better.
+// not know, so the fewer the better. It only creates: every worker may try
+// at once, and an update racing the winner's creation left the cluster
+// answering no stream info for the bucket (the chaos KV-loss test caught
+// it), so a bucket found there already is taken as is.
 func RecreatePresence(ctx context.Context, js jetstream.JetStream, o Options) error {
 	return retry(ctx, func(ctx context.Context) error {
-		_, err := js.CreateOrUpdateKeyValue(ctx, bucketConfig(BucketPresence, o))
+		_, err := js.CreateKeyValue(ctx, bucketConfig(BucketPresence, o))
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			return nil
+		}
 		return err
 	})
 }
