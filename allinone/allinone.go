@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -28,6 +29,7 @@ import (
 
 	"github.com/presencehq/presence/api"
 	"github.com/presencehq/presence/gateway"
+	"github.com/presencehq/presence/pkg/natsauth"
 	"github.com/presencehq/presence/pkg/natsconn"
 	"github.com/presencehq/presence/pkg/natsserver"
 	worker "github.com/presencehq/presence/presence-worker"
@@ -53,7 +55,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.DataDir, "data-dir", "./data", "directory for JetStream data, the query index and the generated secret")
 	fs.StringVar(&c.HTTPAddr, "http-addr", ":3030", "REST address (also serves /connect)")
 	fs.StringVar(&c.WSAddr, "ws-addr", ":8800", "WebSocket /connect address (the SDK's default)")
-	fs.StringVar(&c.NATSAddr, "nats-addr", ":4222", "client address of the embedded NATS server")
+	fs.StringVar(&c.NATSAddr, "nats-addr", "127.0.0.1:4222", "client address of the embedded NATS server (loopback only by default; e.g. :4222 exposes it)")
 	fs.StringVar(&c.APIKey, "api-key", "presence", "API key clients must send")
 	fs.StringVar(&c.APISecret, "api-secret", "", "API secret signing tokens; generated and kept in the data dir when empty")
 	fs.StringVar(&c.APISecretPrevious, "api-secret-previous", "", "previous API secret, still accepted while rotating")
@@ -77,6 +79,9 @@ type Presence struct {
 	wg      sync.WaitGroup
 	// Secret is the API secret in use.
 	Secret string
+	// natsPasswords are the embedded NATS server's users' passwords, by
+	// role (pkg/natsauth).
+	natsPasswords natsauth.Passwords
 }
 
 // Start starts everything and returns once it serves.
@@ -94,18 +99,25 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (p *Presence, err 
 	if generated {
 		log.Warn("no PRESENCE_API_SECRET set: generated one and saved it in the data dir", "file", secretFile(cfg.DataDir))
 	}
-	p = &Presence{cfg: cfg, log: log, Secret: secret}
+	started := &Presence{cfg: cfg, log: log, Secret: secret}
+	p = started
 	defer func() {
 		if err != nil {
-			p.Close()
+			started.Close() // p is nil by now
 		}
 	}()
-	p.ns, err = natsserver.Start(natsserver.Options{Addr: cfg.NATSAddr, StoreDir: filepath.Join(cfg.DataDir, "jetstream")})
+	if p.natsPasswords, err = natsPasswords(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	p.ns, err = natsserver.Start(natsserver.Options{
+		Addr: cfg.NATSAddr, StoreDir: filepath.Join(cfg.DataDir, "jetstream"),
+		Users: natsauth.ServerUsers(p.natsPasswords), Log: log,
+	})
 	if err != nil {
 		return nil, err
 	}
-	dial := func(name string) (*nats.Conn, error) {
-		nc, err := natsconn.Connect(p.ns.ClientURL(), name, log)
+	dial := func(name string, r natsauth.Role) (*nats.Conn, error) {
+		nc, err := natsconn.Connect(p.ns.ClientURL(), name, log, natsconn.As(r, "", p.natsPasswords[r.Name]))
 		if err == nil {
 			p.conns = append(p.conns, nc)
 		}
@@ -115,22 +127,22 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (p *Presence, err 
 		log.Warn("DEVELOPMENT TOKENS ARE ON: anyone can connect as any user without a signed token. Never do this in production.")
 	}
 
-	wnc, err := dial("presence-worker")
+	wnc, err := dial("presence-worker", natsauth.Worker)
 	if err != nil {
 		return nil, err
 	}
-	wlnc, err := dial("presence-worker leases")
+	wlnc, err := dial("presence-worker leases", natsauth.Worker)
 	if err != nil {
 		return nil, err
 	}
 	if p.worker, err = worker.New(ctx, worker.Config{Name: "worker-1", ActiveInterval: cfg.ActiveInterval}, wnc, log, worker.WithLeaseConn(wlnc)); err != nil {
 		return nil, err
 	}
-	gnc, err := dial("presence-gateway")
+	gnc, err := dial("presence-gateway", natsauth.Gateway)
 	if err != nil {
 		return nil, err
 	}
-	lnc, err := dial("presence-gateway lease")
+	lnc, err := dial("presence-gateway lease", natsauth.Gateway)
 	if err != nil {
 		return nil, err
 	}
@@ -141,7 +153,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (p *Presence, err 
 	if err != nil {
 		return nil, err
 	}
-	anc, err := dial("presence-api")
+	anc, err := dial("presence-api", natsauth.API)
 	if err != nil {
 		return nil, err
 	}
@@ -199,9 +211,14 @@ func (p *Presence) HTTPURL() string { return "http://" + reachable(p.addrs[0]) }
 // WSURL is the URL of the dedicated WebSocket port.
 func (p *Presence) WSURL() string { return "ws://" + reachable(p.addrs[1]) }
 
-// NATSURL is the embedded NATS server's client URL.
+// NATSURL is the embedded NATS server's client URL, without credentials.
 func (p *Presence) NATSURL() string {
 	return "nats://" + reachable(p.ns.Addr())
+}
+
+// NATSURLAs is NATSURL with role r's credentials in it.
+func (p *Presence) NATSURLAs(r natsauth.Role) string {
+	return "nats://" + url.UserPassword(r.User(), p.natsPasswords[r.Name]).String() + "@" + reachable(p.ns.Addr())
 }
 
 // reachable turns a listener address into one a local client can dial: a
@@ -263,11 +280,14 @@ func printBanner(out io.Writer, cfg Config, p *Presence) {
 Presence is running.
   REST + WebSocket  %s   (point the SDK here: new StreamChat(key, {baseURL: ...}))
   WebSocket         %s/connect
-  NATS              %s   (try: nats sub 'presence.events.>')
+  NATS              %s
+    read-only user  %s (password in %s)
+    try:            nats sub --server '%s' 'presence.events.>'
   API key           %s
   API secret        %s
   Mint a user token: go run ./allinone/cmd/presence token <user_id>
-`, p.HTTPURL(), p.WSURL(), p.NATSURL(), cfg.APIKey, p.Secret)
+`, p.HTTPURL(), p.WSURL(), p.NATSURL(), natsauth.Reader.User(), passwordFile(cfg.DataDir, natsauth.Reader),
+		p.NATSURLAs(natsauth.Reader), cfg.APIKey, p.Secret)
 	if cfg.DevTokens {
 		fmt.Fprintln(out, "  Development tokens are ON (client.devToken(id) works). Never in production.")
 	}
@@ -275,24 +295,59 @@ Presence is running.
 
 func secretFile(dataDir string) string { return filepath.Join(dataDir, "api-secret") }
 
+func passwordFile(dataDir string, r natsauth.Role) string {
+	return filepath.Join(dataDir, "nats-"+r.Name+"-password")
+}
+
+// natsPasswords are the embedded server's passwords: new ones at every start
+// for the services inside this process, and for the reader and admin users
+// the ones kept in the data dir (made on first start), so the tools of
+// other services keep working across restarts.
+func natsPasswords(dataDir string) (natsauth.Passwords, error) {
+	pw := natsauth.Passwords{}
+	for _, r := range natsauth.Roles {
+		var err error
+		if r.Name == natsauth.Reader.Name || r.Name == natsauth.Admin.Name {
+			pw[r.Name], _, err = keptSecret(passwordFile(dataDir, r))
+		} else {
+			pw[r.Name], err = randomHex()
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return pw, nil
+}
+
+func randomHex() (string, error) {
+	buf := make([]byte, 32)
+	if _, err := rand.Read(buf); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(buf), nil
+}
+
+// keptSecret returns the secret in file, or makes one and saves it there.
+func keptSecret(file string) (secret string, generated bool, err error) {
+	if b, err := os.ReadFile(file); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		return strings.TrimSpace(string(b)), false, nil
+	}
+	if secret, err = randomHex(); err != nil {
+		return "", false, err
+	}
+	if err := os.WriteFile(file, []byte(secret+"\n"), 0o600); err != nil {
+		return "", false, err
+	}
+	return secret, true, nil
+}
+
 // loadSecret returns the configured secret, or the one kept in the data dir,
 // or a new one (saved there so tokens keep working across restarts).
 func loadSecret(cfg Config) (secret string, generated bool, err error) {
 	if cfg.APISecret != "" {
 		return cfg.APISecret, false, nil
 	}
-	if b, err := os.ReadFile(secretFile(cfg.DataDir)); err == nil && len(strings.TrimSpace(string(b))) > 0 {
-		return strings.TrimSpace(string(b)), false, nil
-	}
-	buf := make([]byte, 32)
-	if _, err := rand.Read(buf); err != nil {
-		return "", false, err
-	}
-	secret = hex.EncodeToString(buf)
-	if err := os.WriteFile(secretFile(cfg.DataDir), []byte(secret+"\n"), 0o600); err != nil {
-		return "", false, err
-	}
-	return secret, true, nil
+	return keptSecret(secretFile(cfg.DataDir))
 }
 
 // Secret returns the API secret the runner would use with cfg (for minting

@@ -33,7 +33,6 @@ func TestE2E(t *testing.T) {
 		"PRESENCE_URL="+p.HTTPURL(),
 		"PRESENCE_API_KEY="+p.cfg.APIKey,
 		"PRESENCE_API_SECRET="+p.Secret,
-		"PRESENCE_NATS_URL="+p.NATSURL(),
 	)
 	out, err := cmd.CombinedOutput()
 	t.Logf("SDK suite output:\n%s", out)

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/presencehq/presence/pkg/model"
+	"github.com/presencehq/presence/pkg/natsauth"
 	"github.com/presencehq/presence/pkg/store"
 	"github.com/presencehq/presence/pkg/token"
 	"github.com/presencehq/presence/pkg/watch"
@@ -94,7 +95,7 @@ func TestPresenceRebuiltAfterTheBucketIsLost(t *testing.T) {
 		return o["ann"] && o["bob"] && o["cat"]
 	})
 
-	nc, err := nats.Connect(p.NATSURL())
+	nc, err := nats.Connect(p.NATSURLAs(natsauth.Admin))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,17 +4,22 @@ import (
 	"flag"
 	"os"
 	"strings"
+
+	"github.com/presencehq/presence/pkg/natsauth"
+	"github.com/presencehq/presence/pkg/natsconn"
 )
 
 // Config configures an api node. Every flag is also read from PRESENCE_<FLAG>
 // (pkg/config).
 type Config struct {
-	NATSURL           string
-	HTTPAddr          string
-	APIKey            string
-	APISecret         string
-	APISecretPrevious string
-	DevTokens         bool
+	NATSURL string
+	// NATSUser and NATSPassword are the node's NATS credentials (pkg/natsauth).
+	NATSUser, NATSPassword string
+	HTTPAddr               string
+	APIKey                 string
+	APISecret              string
+	APISecretPrevious      string
+	DevTokens              bool
 	// IndexDir holds the node's bbolt query index; empty means a temporary
 	// directory removed on Close.
 	IndexDir string
@@ -27,6 +32,7 @@ type Config struct {
 // RegisterFlags binds c's fields to flags in fs, with their defaults.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.NATSURL, "nats-url", "nats://127.0.0.1:4222", "NATS server URL(s), comma separated")
+	natsconn.RegisterCredentialFlags(fs, &c.NATSUser, &c.NATSPassword, natsauth.API)
 	fs.StringVar(&c.HTTPAddr, "http-addr", ":3030", "address the REST API listens on")
 	fs.StringVar(&c.APIKey, "api-key", "", "API key clients send as api_key (required)")
 	fs.StringVar(&c.APISecret, "api-secret", "", "secret that signs tokens (required)")

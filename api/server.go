@@ -22,6 +22,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/presencehq/presence/pkg/natsauth"
 	"github.com/presencehq/presence/pkg/natsconn"
 	"github.com/presencehq/presence/pkg/route"
 	"github.com/presencehq/presence/pkg/store"
@@ -113,7 +114,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if log == nil {
 		log = slog.Default()
 	}
-	nc, err := natsconn.Connect(cfg.NATSURL, "presence-api "+cfg.NodeName, log)
+	nc, err := natsconn.Connect(cfg.NATSURL, "presence-api "+cfg.NodeName, log, natsconn.As(natsauth.API, cfg.NATSUser, cfg.NATSPassword))
 	if err != nil {
 		return fmt.Errorf("api: %w", err)
 	}

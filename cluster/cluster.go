@@ -2,11 +2,14 @@ package cluster
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,6 +20,7 @@ import (
 	"time"
 
 	"github.com/presencehq/presence/cluster/probe"
+	"github.com/presencehq/presence/pkg/natsauth"
 )
 
 // Config of a cluster.
@@ -35,6 +39,10 @@ type Config struct {
 	// APIKey and APISecret are given to every gateway and api node.
 	APIKey    string
 	APISecret string
+	// NATSPasswords are the passwords of pkg/natsauth's roles: the NATS
+	// nodes let in those users (deploy/nats/auth.conf), and each service
+	// connects as its role. Missing ones are generated at Start.
+	NATSPasswords natsauth.Passwords
 	// Env is added to the environment of every worker, gateway and api node,
 	// after the topology's own (PRESENCE_LEASE_TTL, say).
 	Env map[string]string
@@ -87,6 +95,19 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	}
 	if len(top.Of(Gateway))+len(top.Of(API)) > 0 && (cfg.APIKey == "" || cfg.APISecret == "") {
 		return nil, errors.New("cluster: an API key and secret are required")
+	}
+	cfg.NATSPasswords = maps.Clone(cfg.NATSPasswords)
+	if cfg.NATSPasswords == nil {
+		cfg.NATSPasswords = natsauth.Passwords{}
+	}
+	for _, r := range natsauth.Roles {
+		if cfg.NATSPasswords[r.Name] == "" {
+			buf := make([]byte, 24)
+			if _, err := rand.Read(buf); err != nil {
+				return nil, err
+			}
+			cfg.NATSPasswords[r.Name] = hex.EncodeToString(buf)
+		}
 	}
 	c := &Cluster{cfg: cfg, top: top, procs: map[string]*process{}}
 	var names []string
@@ -199,9 +220,15 @@ func (cfg Config) NodeEnv(name string) (map[string]string, error) {
 	switch node.Kind {
 	case NATS:
 		env["NATS_STORE_DIR"] = dir
+		for _, r := range natsauth.Roles {
+			env[r.PasswordVar()] = cfg.NATSPasswords[r.Name]
+		}
 		return env, nil
 	case LB:
 		return env, nil
+	}
+	env["PRESENCE_NATS_PASSWORD"] = cfg.NATSPasswords[RoleOf(node.Kind).Name]
+	switch node.Kind {
 	case Gateway:
 		env["PRESENCE_API_KEY"] = cfg.APIKey
 		env["PRESENCE_API_SECRET"] = cfg.APISecret
@@ -452,6 +479,37 @@ func (c *Cluster) Printf(format string, args ...any) { c.out.Printf(format, args
 
 // NATSURL is the comma-separated client URL of every NATS node.
 func (c *Cluster) NATSURL() string { return c.top.NATSURL(Loopback) }
+
+// NATSURLAs is NATSURL with role r's credentials in each URL.
+func (c *Cluster) NATSURLAs(r natsauth.Role) string {
+	return withUser(c.NATSURL(), r, c.cfg.NATSPasswords[r.Name])
+}
+
+// URLAs is node's URL (a NATS node's) with role r's credentials.
+func (c *Cluster) URLAs(name string, r natsauth.Role) string {
+	return withUser(c.URL(name), r, c.cfg.NATSPasswords[r.Name])
+}
+
+func withUser(urls string, r natsauth.Role, password string) string {
+	var out []string
+	for _, u := range strings.Split(urls, ",") {
+		out = append(out, strings.Replace(u, "nats://", "nats://"+url.UserPassword(r.User(), password).String()+"@", 1))
+	}
+	return strings.Join(out, ",")
+}
+
+// RoleOf is the NATS role (pkg/natsauth) a kind of node connects as.
+func RoleOf(k Kind) natsauth.Role {
+	switch k {
+	case Gateway:
+		return natsauth.Gateway
+	case API:
+		return natsauth.API
+	case Worker:
+		return natsauth.Worker
+	}
+	return natsauth.Admin
+}
 
 // URL is the base URL of node name: nats://… for NATS, http://… for a
 // gateway (/connect, /healthz, /readyz), an api node (REST) or the load

@@ -16,6 +16,7 @@ import (
 	"github.com/presencehq/presence/api"
 	"github.com/presencehq/presence/gateway"
 	"github.com/presencehq/presence/pkg/config"
+	"github.com/presencehq/presence/pkg/natsauth"
 	worker "github.com/presencehq/presence/presence-worker"
 )
 
@@ -169,8 +170,14 @@ func TestComposeMatchesTopology(t *testing.T) {
 				case strings.HasPrefix(k, "PRESENCE_"):
 					// checked against the binary below; a value taken
 					// from the user's environment uses the same name.
-					if m := interp.FindStringSubmatch(v); m != nil && m[1] != k {
-						t.Errorf("environment %s comes from ${%s}, want ${%s}", k, m[1], k)
+					// A service's NATS password is its role's, as the
+					// NATS nodes know it.
+					want := k
+					if k == "PRESENCE_NATS_PASSWORD" {
+						want = RoleOf(node.Kind).PasswordVar()
+					}
+					if m := interp.FindStringSubmatch(v); m != nil && m[1] != want {
+						t.Errorf("environment %s comes from ${%s}, want ${%s}", k, m[1], want)
 					}
 				case node.Kind == NATS && k == "NATS_STORE_DIR":
 				case node.Kind == LB && k == "NGINX_ENVSUBST_FILTER":
@@ -187,6 +194,15 @@ func TestComposeMatchesTopology(t *testing.T) {
 			}
 			for _, msg := range checkServiceEnv(node.Kind, s.Environment, args) {
 				t.Error(msg)
+			}
+			if node.Kind == NATS {
+				for _, r := range natsauth.Roles {
+					if s.Environment[r.PasswordVar()] == "" {
+						t.Errorf("no %s: deploy/nats/auth.conf needs it", r.PasswordVar())
+					}
+				}
+			} else if node.Kind != LB && s.Environment["PRESENCE_NATS_PASSWORD"] == "" {
+				t.Errorf("no PRESENCE_NATS_PASSWORD: NATS lets in only its users")
 			}
 			if node.Kind == Gateway || node.Kind == API {
 				for _, k := range []string{"PRESENCE_API_KEY", "PRESENCE_API_SECRET"} {
@@ -236,7 +252,7 @@ func TestComposeMatchesTopology(t *testing.T) {
 			// Shared configuration: the files make cluster uses.
 			switch node.Kind {
 			case NATS:
-				if !slices.Contains(s.Volumes, "./deploy/nats/nats.conf:/etc/nats/nats.conf:ro") ||
+				if !slices.Contains(s.Volumes, "./deploy/nats:/etc/nats:ro") ||
 					!slices.Equal(s.Command[1:], []string{"-c", "/etc/nats/nats.conf"}) {
 					t.Errorf("NATS must run deploy/nats/nats.conf: command %v, volumes %v", s.Command, s.Volumes)
 				}

@@ -119,6 +119,13 @@ func startForTest(t *testing.T, top Topology, env map[string]string) *Cluster {
 		began := time.Now()
 		c.Close()
 		t.Logf("cluster stopped in %.1fs", time.Since(began).Seconds())
+		// Every service runs as its own NATS user (deploy/nats/auth.conf):
+		// a refused subject is a permission pkg/natsauth lacks.
+		for line := range strings.Lines(out.String()) {
+			if strings.Contains(line, "Permissions Violation") || strings.Contains(line, "Publish Violation") || strings.Contains(line, "Subscription Violation") {
+				t.Errorf("NATS permission violation: %s", strings.TrimSpace(line))
+			}
+		}
 		if t.Failed() {
 			t.Logf("cluster output:\n%s", out.String())
 		}

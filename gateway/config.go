@@ -3,17 +3,22 @@ package gateway
 import (
 	"flag"
 	"time"
+
+	"github.com/presencehq/presence/pkg/natsauth"
+	"github.com/presencehq/presence/pkg/natsconn"
 )
 
 // Config of a gateway node. Every field has a flag and a PRESENCE_* variable
 // (see docs/config.md).
 type Config struct {
-	NATSURL           string
-	WSAddr            string
-	APIKey            string
-	APISecret         string
-	APISecretPrevious string
-	DevTokens         bool
+	NATSURL string
+	// NATSUser and NATSPassword are the node's NATS credentials (pkg/natsauth).
+	NATSUser, NATSPassword string
+	WSAddr                 string
+	APIKey                 string
+	APISecret              string
+	APISecretPrevious      string
+	DevTokens              bool
 	// NodeName names this node in connection ids and subjects; a node
 	// restarting under the same name invalidates its old connections (I6).
 	NodeName string
@@ -68,6 +73,7 @@ type Config struct {
 // RegisterFlags binds the config to flags with their defaults.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.NATSURL, "nats-url", "nats://127.0.0.1:4222", "NATS server URL")
+	natsconn.RegisterCredentialFlags(fs, &c.NATSUser, &c.NATSPassword, natsauth.Gateway)
 	fs.StringVar(&c.WSAddr, "ws-addr", ":8800", "address of the WebSocket listener (/connect)")
 	fs.StringVar(&c.APIKey, "api-key", "presence", "API key clients must send")
 	fs.StringVar(&c.APISecret, "api-secret", "", "API secret that signs tokens (required)")

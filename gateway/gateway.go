@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/presencehq/presence/pkg/connevent"
+	"github.com/presencehq/presence/pkg/natsauth"
 	"github.com/presencehq/presence/pkg/natsconn"
 	"github.com/presencehq/presence/pkg/store"
 	"github.com/presencehq/presence/pkg/subject"
@@ -97,7 +98,7 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger, opts 
 	if err != nil {
 		return nil, err
 	}
-	st, err := store.Setup(ctx, js, store.Options{Replicas: cfg.Replicas, ActiveInterval: cfg.ActiveInterval})
+	st, err := store.Setup(ctx, js, store.Options{Replicas: cfg.Replicas, ActiveInterval: cfg.ActiveInterval, SkipChannelTypes: true})
 	if err != nil {
 		return nil, err
 	}
@@ -233,12 +234,12 @@ func (g *Gateway) ConnCount() int {
 
 // Run connects to NATS and serves /connect on cfg.WSAddr until ctx ends.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
-	nc, err := natsconn.Connect(cfg.NATSURL, "presence-gateway "+cfg.NodeName, log)
+	nc, err := natsconn.Connect(cfg.NATSURL, "presence-gateway "+cfg.NodeName, log, natsconn.As(natsauth.Gateway, cfg.NATSUser, cfg.NATSPassword))
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}
 	defer nc.Drain()
-	lnc, err := natsconn.Connect(cfg.NATSURL, "presence-gateway "+cfg.NodeName+" lease", log)
+	lnc, err := natsconn.Connect(cfg.NATSURL, "presence-gateway "+cfg.NodeName+" lease", log, natsconn.As(natsauth.Gateway, cfg.NATSUser, cfg.NATSPassword))
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}

@@ -3,12 +3,17 @@ package worker
 import (
 	"flag"
 	"time"
+
+	"github.com/presencehq/presence/pkg/natsauth"
+	"github.com/presencehq/presence/pkg/natsconn"
 )
 
 // Config of a presence worker. Every field has a flag and a PRESENCE_*
 // variable (see docs/config.md).
 type Config struct {
 	NATSURL string
+	// NATSUser and NATSPassword are the node's NATS credentials (pkg/natsauth).
+	NATSUser, NATSPassword string
 	// Name identifies the worker in logs.
 	Name string
 	// Shards is how many users the worker processes at once; one user's
@@ -35,6 +40,7 @@ type Config struct {
 // RegisterFlags binds the config to flags with their defaults.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.NATSURL, "nats-url", "nats://127.0.0.1:4222", "NATS server URL")
+	natsconn.RegisterCredentialFlags(fs, &c.NATSUser, &c.NATSPassword, natsauth.Worker)
 	fs.StringVar(&c.Name, "worker-name", "worker-1", "name of this worker (logs)")
 	fs.IntVar(&c.Shards, "shards", 256, "users processed concurrently")
 	fs.DurationVar(&c.ActiveInterval, "active-interval", 15*time.Minute, "how often a live connection refreshes last_active")

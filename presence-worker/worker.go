@@ -27,6 +27,7 @@ import (
 	"github.com/presencehq/presence/pkg/connevent"
 	"github.com/presencehq/presence/pkg/event"
 	"github.com/presencehq/presence/pkg/model"
+	"github.com/presencehq/presence/pkg/natsauth"
 	"github.com/presencehq/presence/pkg/natsconn"
 	"github.com/presencehq/presence/pkg/route"
 	"github.com/presencehq/presence/pkg/store"
@@ -105,7 +106,7 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger, opts 
 	if err != nil {
 		return nil, err
 	}
-	st, err := store.Setup(ctx, js, store.Options{Replicas: cfg.Replicas, ActiveInterval: cfg.ActiveInterval})
+	st, err := store.Setup(ctx, js, store.Options{Replicas: cfg.Replicas, ActiveInterval: cfg.ActiveInterval, SkipChannelTypes: true})
 	if err != nil {
 		return nil, err
 	}
@@ -218,12 +219,12 @@ func (w *Worker) Close() {
 
 // Run connects to NATS and works until ctx ends.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
-	nc, err := natsconn.Connect(cfg.NATSURL, "presence-worker "+cfg.Name, log)
+	nc, err := natsconn.Connect(cfg.NATSURL, "presence-worker "+cfg.Name, log, natsconn.As(natsauth.Worker, cfg.NATSUser, cfg.NATSPassword))
 	if err != nil {
 		return fmt.Errorf("worker: %w", err)
 	}
 	defer nc.Drain()
-	lnc, err := natsconn.Connect(cfg.NATSURL, "presence-worker "+cfg.Name+" leases", log)
+	lnc, err := natsconn.Connect(cfg.NATSURL, "presence-worker "+cfg.Name+" leases", log, natsconn.As(natsauth.Worker, cfg.NATSUser, cfg.NATSPassword))
 	if err != nil {
 		return fmt.Errorf("worker: %w", err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/presencehq/presence/cluster"
 	"github.com/presencehq/presence/pkg/model"
+	"github.com/presencehq/presence/pkg/natsauth"
 	"github.com/presencehq/presence/pkg/store"
 )
 
@@ -60,7 +61,7 @@ func (e *Env) JetStream() (jetstream.JetStream, error) {
 	if e.js != nil {
 		return e.js, nil
 	}
-	nc, err := nats.Connect(e.C.NATSURL(), nats.Name("presence-chaos"), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
+	nc, err := nats.Connect(e.C.NATSURLAs(natsauth.Admin), nats.Name("presence-chaos"), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
 	if err != nil {
 		return nil, err
 	}

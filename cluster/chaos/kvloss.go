@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/presencehq/presence/cluster"
+	"github.com/presencehq/presence/pkg/natsauth"
 	"github.com/presencehq/presence/pkg/store"
 )
 
@@ -290,7 +291,7 @@ func KVLossWith(p KVLossParams) Scenario {
 func (e *Env) bucketReport(ctx context.Context) string {
 	var out []string
 	for _, n := range e.C.Topology().Of(cluster.NATS) {
-		out = append(out, n.Name+": "+bucketOn(ctx, e.C.URL(n.Name)))
+		out = append(out, n.Name+": "+bucketOn(ctx, e.C.URLAs(n.Name, natsauth.Admin)))
 	}
 	return strings.Join(out, "; ")
 }

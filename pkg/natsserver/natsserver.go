@@ -4,6 +4,7 @@ package natsserver
 
 import (
 	"fmt"
+	"log/slog"
 	"net"
 	"strconv"
 	"testing"
@@ -20,6 +21,12 @@ type Options struct {
 	StoreDir string
 	// ServerName names the server (defaults to "presence").
 	ServerName string
+	// Users, when set, are the only clients let in, each with its
+	// permissions (pkg/natsauth); otherwise anyone may connect.
+	Users []*server.User
+	// Log receives the server's warnings and errors (permission violations
+	// among them); nil discards them.
+	Log *slog.Logger
 }
 
 // Start starts a server and waits until it accepts clients.
@@ -50,9 +57,13 @@ func Start(o Options) (*server.Server, error) {
 		StoreDir:   o.StoreDir,
 		NoSigs:     true,
 		MaxPayload: 1 << 20,
+		Users:      o.Users,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("nats server: %w", err)
+	}
+	if o.Log != nil {
+		s.SetLogger(logger{o.Log.With("component", "nats-server")}, false, false)
 	}
 	go s.Start()
 	if !s.ReadyForConnections(10 * time.Second) {
@@ -76,3 +87,14 @@ func StartForTest(t testing.TB) *server.Server {
 	})
 	return s
 }
+
+// logger passes the server's warnings and errors on to slog; its notices
+// (start-up chatter) go at debug level.
+type logger struct{ log *slog.Logger }
+
+func (l logger) Noticef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l logger) Warnf(format string, v ...any)   { l.log.Warn(fmt.Sprintf(format, v...)) }
+func (l logger) Fatalf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l logger) Errorf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l logger) Debugf(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l logger) Tracef(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }

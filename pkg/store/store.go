@@ -36,6 +36,9 @@ const (
 	BucketNodes        = "presence_nodes"
 )
 
+// Buckets are every KV bucket Presence keeps.
+var Buckets = []string{BucketUsers, BucketPresence, BucketChannels, BucketChannelTypes, BucketMemberships, BucketNodes}
+
 // SentinelKey marks the presence state intact: a missing sentinel means the
 // state was lost (bucket deleted or purged, writes lost) and must be rebuilt
 // from the gateways. Its value is SentinelGenesis for a state that started
@@ -66,6 +69,10 @@ type Options struct {
 	// known here": the stream is created with the default if missing and
 	// otherwise left as the gateways and workers configured it.
 	ActiveInterval time.Duration
+	// SkipChannelTypes leaves the default channel types to others: for a
+	// process whose NATS user may not write them (pkg/natsauth); the api
+	// nodes create them.
+	SkipChannelTypes bool
 }
 
 // DefaultActiveInterval is the gateways' default last_active refresh.
@@ -86,7 +93,8 @@ type Store struct {
 }
 
 // Setup creates or updates the stream and buckets and the default channel
-// types. Safe to call from every process at start.
+// types (unless o.SkipChannelTypes). Safe to call from every process at
+// start.
 func Setup(ctx context.Context, js jetstream.JetStream, o Options) (*Store, error) {
 	if o.Replicas <= 0 {
 		o.Replicas = 1
@@ -151,6 +159,9 @@ func Setup(ctx context.Context, js jetstream.JetStream, o Options) (*Store, erro
 		if _, err := s.Presence.Create(ctx, SentinelKey, []byte(SentinelGenesis)); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
 			return nil, fmt.Errorf("store: presence sentinel: %w", err)
 		}
+	}
+	if o.SkipChannelTypes {
+		return s, nil
 	}
 	for _, ct := range model.DefaultChannelTypes(time.Now().UTC()) {
 		b, _ := json.Marshal(ct)

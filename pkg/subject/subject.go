@@ -39,6 +39,11 @@ const (
 	connIn   = "presence.in.conn."
 	userIn   = "presence.in.user."
 	nodeIn   = "presence.in.node."
+	// ConnEventsAll, UserCommandsAll and NodeEventsAll are the three kinds
+	// of input, apart for NATS permissions (pkg/natsauth).
+	ConnEventsAll   = connIn + ">"
+	UserCommandsAll = userIn + ">"
+	NodeEventsAll   = nodeIn + ">"
 	// GraceAll is the stream of closes held for a grace period. Held closes
 	// live apart from the input, so that neither of the workers' consumers
 	// needs a subject filter: a filtered consumer makes the server match
@@ -51,6 +56,8 @@ const (
 	EventsAll     = "presence.events.>"
 	userEvents    = "presence.events.user."
 	channelEvents = "presence.events.channel."
+	// ChannelEventsAll matches every channel's events.
+	ChannelEventsAll = channelEvents + ">"
 )
 
 func validChar(c byte, extra string) bool {
@@ -176,3 +183,6 @@ func ParseGatewayAlive(subj string) (node string, ok bool) {
 
 // GatewayWatch is the request subject of a gateway node's watch registry.
 func GatewayWatch(node string) string { return "presence.gateway." + node + ".watch" }
+
+// GatewayWatchAll matches every gateway's watch requests.
+const GatewayWatchAll = "presence.gateway.*.watch"

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/presencehq/presence/cluster"
+	"github.com/presencehq/presence/pkg/natsauth"
 )
 
 func main() {
@@ -185,7 +186,7 @@ func printBanner(out io.Writer, c *cluster.Cluster, key, secret string, generate
 	}
 	fmt.Fprintln(out)
 	fmt.Fprintf(out, "  Mint a user token: PRESENCE_API_SECRET=%s go run ./allinone/cmd/presence token <user_id>\n", secret)
-	fmt.Fprintf(out, "  Watch events:      nats sub --server %s 'presence.events.>'\n", c.NATSURL())
+	fmt.Fprintf(out, "  Watch events:      nats sub --server '%s' 'presence.events.>'\n", c.NATSURLAs(natsauth.Reader))
 	fmt.Fprintln(out, "  Ctrl-C stops everything (gateways drain first).")
 	fmt.Fprintln(out)
 }
