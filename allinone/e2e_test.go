@@ -24,7 +24,9 @@ func TestE2E(t *testing.T) {
 		}
 		t.Skip("SDK end-to-end suite not installed: run `make test` (it runs npm ci in e2e/)")
 	}
-	p := startForTest(t, Config{DevTokens: false})
+	// A previous secret, still accepted while rotating (10-security).
+	const previous = "e2e-previous-secret"
+	p := startForTest(t, Config{DevTokens: false, APISecretPrevious: previous})
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "node", "--test", "--test-concurrency=1", "--test-reporter=spec", "--test-force-exit", "tests/")
@@ -33,6 +35,7 @@ func TestE2E(t *testing.T) {
 		"PRESENCE_URL="+p.HTTPURL(),
 		"PRESENCE_API_KEY="+p.cfg.APIKey,
 		"PRESENCE_API_SECRET="+p.Secret,
+		"PRESENCE_API_SECRET_PREVIOUS="+previous,
 	)
 	out, err := cmd.CombinedOutput()
 	t.Logf("SDK suite output:\n%s", out)

@@ -165,14 +165,17 @@ func checkChannelPath(typ, id string) error {
 }
 
 // canRead says whether the caller may see (and watch) ch: server-side
-// callers always, users if they are a member or its creator.
-func canRead(cl caller, ch model.Channel) bool {
-	return cl.server || ch.HasMember(cl.user) || ch.CreatedByID == cl.user
+// callers always, users if they are a member or its creator, or if its type
+// has open reads.
+func canRead(cl caller, ch model.Channel, openReads bool) bool {
+	return openReads || canUpdate(cl, ch)
 }
 
 // canUpdate says whether the caller may change ch's members and data.
 // Client-side that is its members and its creator.
-func canUpdate(cl caller, ch model.Channel) bool { return canRead(cl, ch) }
+func canUpdate(cl caller, ch model.Channel) bool {
+	return cl.server || ch.HasMember(cl.user) || ch.CreatedByID == cl.user
+}
 
 // channelQuery is the body of POST /channels/{type}/{id}/query.
 type channelQuery struct {
@@ -259,7 +262,8 @@ func (s *Server) getOrCreate(c echo.Context, typ, id string, q channelQuery) err
 	if err != nil {
 		return err
 	}
-	if _, err := s.channelType(ctx, typ); err != nil {
+	ct, err := s.channelType(ctx, typ)
+	if err != nil {
 		return err
 	}
 	data, err := parseChannelData(q.Data, cl)
@@ -288,7 +292,7 @@ func (s *Server) getOrCreate(c echo.Context, typ, id string, q channelQuery) err
 	case err != nil:
 		return err
 	}
-	if !canRead(cl, ch) {
+	if !canRead(cl, ch, ct.OpenReads) {
 		return apierror.NotAllowed("user %s may not read channel %s: not a member", cl.user, ch.CID())
 	}
 	if q.Watch || q.Presence {
@@ -662,9 +666,10 @@ func (s *Server) queryChannels(c echo.Context) error {
 	var hits []hit
 	chans := map[string]model.Channel{}
 	err = s.idx.view(func(tx *bolt.Tx) error {
-		hits = p.find(tx, channelsTable, readScope(cl), func(_ string, raw []byte) (filter.Map, bool) {
+		open := s.router.OpenReadTypes()
+		hits = p.find(tx, channelsTable, readScope(cl, open), func(_ string, raw []byte) (filter.Map, bool) {
 			var ch model.Channel
-			if json.Unmarshal(raw, &ch) != nil || !canRead(cl, ch) {
+			if json.Unmarshal(raw, &ch) != nil || !canRead(cl, ch, slices.Contains(open, ch.Type)) {
 				return nil, false
 			}
 			doc := channelDoc(ch)

@@ -87,7 +87,7 @@ func (s *Server) getChannelType(c echo.Context) error {
 // (Stream has many more settings) are accepted and ignored.
 func applyChannelTypeFields(ct *model.ChannelType, body map[string]json.RawMessage) error {
 	bools := map[string]*bool{
-		"connect_events": &ct.ConnectEvents, "typing_events": &ct.TypingEvents, "read_events": &ct.ReadEvents,
+		"connect_events": &ct.ConnectEvents, "open_reads": &ct.OpenReads, "typing_events": &ct.TypingEvents, "read_events": &ct.ReadEvents,
 		"replies": &ct.Replies, "reactions": &ct.Reactions, "search": &ct.Search, "mutes": &ct.Mutes,
 	}
 	for k, raw := range body {

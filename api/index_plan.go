@@ -301,12 +301,17 @@ func (r *reader) walk(field string, dir int, visit func(sec byte, enc []byte, id
 }
 
 // readScope is a superset of the channels cl may read (canRead): nil for
-// server-side callers, else the channels cl is a member or the creator of.
-func readScope(cl caller) []eqTerm {
+// server-side callers, else the channels cl is a member or the creator of,
+// and those of the open-read types.
+func readScope(cl caller, openTypes []string) []eqTerm {
 	if cl.server {
 		return nil
 	}
-	return []eqTerm{{"members", eqEnc(cl.user)}, {"created_by_id", eqEnc(cl.user)}}
+	scope := []eqTerm{{"members", eqEnc(cl.user)}, {"created_by_id", eqEnc(cl.user)}}
+	for _, t := range openTypes {
+		scope = append(scope, eqTerm{"type", eqEnc(t)})
+	}
+	return scope
 }
 
 // loader decodes one document (raw is its record) and says whether the

@@ -8,9 +8,12 @@ import (
 
 // ChannelType is a channel type's configuration. ConnectEvents is the
 // presence switch: off means no presence events on that type's channels.
+// OpenReads lets any user read and watch its channels, members or not (a
+// livestream's audience); otherwise only members and the creator may.
 type ChannelType struct {
 	Name          string    `json:"name"`
 	ConnectEvents bool      `json:"connect_events"`
+	OpenReads     bool      `json:"open_reads"`
 	TypingEvents  bool      `json:"typing_events"`
 	ReadEvents    bool      `json:"read_events"`
 	Replies       bool      `json:"replies"`
@@ -23,12 +26,13 @@ type ChannelType struct {
 }
 
 // DefaultChannelTypes are the types that exist out of the box, as in Stream,
-// all with presence on.
+// all with presence on; livestream's channels are open to every user, as
+// Stream's livestream permissions are.
 func DefaultChannelTypes(now time.Time) []ChannelType {
 	var out []ChannelType
 	for _, n := range []string{"messaging", "livestream", "team", "gaming", "commerce"} {
 		out = append(out, ChannelType{
-			Name: n, ConnectEvents: true, TypingEvents: true, ReadEvents: true,
+			Name: n, ConnectEvents: true, OpenReads: n == "livestream", TypingEvents: true, ReadEvents: true,
 			Replies: true, Reactions: true, Search: true, Mutes: true,
 			MaxMessageLen: 5000, CreatedAt: now, UpdatedAt: now,
 		})

@@ -21,7 +21,7 @@ type Router struct {
 	st *store.Store
 
 	mu    sync.RWMutex
-	types map[string]bool // channel type → connect_events
+	types map[string]model.ChannelType
 
 	stopped <-chan struct{}
 }
@@ -29,7 +29,7 @@ type Router struct {
 // New starts watching channel types; the watch ends with ctx (Stopped tells
 // when).
 func New(ctx context.Context, st *store.Store) (*Router, error) {
-	r := &Router{st: st, types: map[string]bool{}}
+	r := &Router{st: st, types: map[string]model.ChannelType{}}
 	stopped, err := store.Follow(ctx, st.ChannelTypes, r.apply)
 	if err != nil {
 		return nil, err
@@ -50,7 +50,7 @@ func (r *Router) apply(e jetstream.KeyValueEntry) {
 	}
 	var ct model.ChannelType
 	if json.Unmarshal(e.Value(), &ct) == nil {
-		r.types[e.Key()] = ct.ConnectEvents
+		r.types[e.Key()] = ct
 	}
 }
 
@@ -58,7 +58,20 @@ func (r *Router) apply(e jetstream.KeyValueEntry) {
 func (r *Router) PresenceEnabled(channelType string) bool {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	return r.types[channelType]
+	return r.types[channelType].ConnectEvents
+}
+
+// OpenReadTypes are the channel types whose channels every user may read.
+func (r *Router) OpenReadTypes() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	var out []string
+	for name, ct := range r.types {
+		if ct.OpenReads {
+			out = append(out, name)
+		}
+	}
+	return out
 }
 
 // PresenceChannels picks, of a user's channels, those with presence enabled.
