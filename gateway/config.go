@@ -63,6 +63,16 @@ type Config struct {
 	Replicas int
 	// MaxConnsPerUser bounds one user's open connections across all nodes.
 	MaxConnsPerUser int
+	// ClientFrameRate and ClientFrameBurst bound the WebSocket frames one
+	// client sends (each counts: health checks, anything else, pings,
+	// pongs); past them the socket is closed with 1008 (policy violation).
+	// The SDK sends one health check 25 s after each it receives, and the
+	// gateway's pings bring a pong every PingInterval, so 20/s with bursts
+	// of 50 is hundreds of times what a client sends and still cuts off a
+	// flood within its first few milliseconds. The SDK reconnects after
+	// 1008 (with its backoff), meeting the connect limits.
+	ClientFrameRate  float64
+	ClientFrameBurst int
 }
 
 // RegisterFlags binds the config to flags with their defaults.
@@ -90,6 +100,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxWatches, "max-watches", 10000, "users plus channels one connection may watch")
 	fs.IntVar(&c.Replicas, "replicas", 1, "replicas of JetStream streams and buckets (3 in a cluster)")
 	fs.IntVar(&c.MaxConnsPerUser, "max-conns-per-user", 50, "open connections one user may hold across all gateways")
+	fs.Float64Var(&c.ClientFrameRate, "client-frame-rate", 20, "WebSocket frames one client may send per second, sustained, before its socket is closed with 1008")
+	fs.IntVar(&c.ClientFrameBurst, "client-frame-burst", 50, "WebSocket frames one client may send at once before client-frame-rate applies")
 }
 
 func (c *Config) defaults() {
@@ -145,5 +157,11 @@ func (c *Config) defaults() {
 	}
 	if c.MaxWatches <= 0 {
 		c.MaxWatches = d.MaxWatches
+	}
+	if c.ClientFrameRate <= 0 {
+		c.ClientFrameRate = d.ClientFrameRate
+	}
+	if c.ClientFrameBurst <= 0 {
+		c.ClientFrameBurst = d.ClientFrameBurst
 	}
 }

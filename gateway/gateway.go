@@ -111,6 +111,8 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger, opts 
 		PingInterval: cfg.PingInterval,
 		PingTimeout:  cfg.PingTimeout,
 		IdleTimeout:  cfg.HealthTimeout,
+		FrameRate:    cfg.ClientFrameRate,
+		FrameBurst:   cfg.ClientFrameBurst,
 	})
 	if err != nil {
 		return nil, err
