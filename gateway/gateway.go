@@ -13,6 +13,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -50,6 +51,10 @@ type Gateway struct {
 	epoch   atomic.Uint64
 	seq     atomic.Uint64
 	connect *rateLimit
+	// perAddr bounds each source address's connects (nil: no bound); the
+	// source is read from X-Forwarded-For behind a trusted proxy.
+	perAddr *addrLimit
+	trusted []netip.Prefix
 	// admitting holds a slot per connect under way (ConnectInFlight);
 	// connectsWaiting counts connects waiting for one.
 	admitting       chan struct{}
@@ -88,6 +93,10 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger, opts 
 	}
 	if cfg.APISecret == "" {
 		return nil, errors.New("gateway: an API secret is required")
+	}
+	trusted, err := parseProxies(cfg.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	if log == nil {
 		log = slog.Default()
@@ -134,6 +143,10 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger, opts 
 		conns:     map[string]*conn{},
 		connect:   newRateLimit(cfg.ConnectRate, cfg.ConnectBurst),
 		admitting: make(chan struct{}, cfg.ConnectInFlight),
+		trusted:   trusted,
+	}
+	if cfg.ConnectRatePerIP > 0 {
+		g.perAddr = newAddrLimit(cfg.ConnectRatePerIP, cfg.ConnectBurstPerIP)
 	}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	if g.relay, err = newRelay(nc, log); err != nil {
