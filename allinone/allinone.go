@@ -46,6 +46,11 @@ type Config struct {
 	NodeName          string
 	ActiveInterval    time.Duration
 	PprofAddr         string
+	// The gateway's connect limit per source address (gateway.Config).
+	// Zero is no limit; the flags default to the gateway's own defaults.
+	ConnectRatePerIP  float64
+	ConnectBurstPerIP int
+	TrustedProxies    string
 }
 
 // RegisterFlags binds the config to flags with their defaults.
@@ -61,6 +66,15 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.NodeName, "node-name", "gateway-1", "gateway node name")
 	fs.DurationVar(&c.ActiveInterval, "active-interval", 15*time.Minute, "how often a live connection refreshes last_active")
 	fs.StringVar(&c.PprofAddr, "pprof-addr", "", "serve Go's profiles (/debug/pprof/) on this address; off when empty; keep it on loopback")
+
+	// The limits are the gateway's own settings: the same names, defaults
+	// and words.
+	var gd gateway.Config
+	gfs := flag.NewFlagSet("presence-gateway", flag.ContinueOnError)
+	gd.RegisterFlags(gfs)
+	fs.Float64Var(&c.ConnectRatePerIP, "connect-rate-per-ip", gd.ConnectRatePerIP, gfs.Lookup("connect-rate-per-ip").Usage)
+	fs.IntVar(&c.ConnectBurstPerIP, "connect-burst-per-ip", gd.ConnectBurstPerIP, gfs.Lookup("connect-burst-per-ip").Usage)
+	fs.StringVar(&c.TrustedProxies, "trusted-proxies", gd.TrustedProxies, gfs.Lookup("trusted-proxies").Usage)
 }
 
 // Presence is a running all-in-one service.
@@ -137,6 +151,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (p *Presence, err 
 	p.gateway, err = gateway.New(ctx, gateway.Config{
 		APIKey: cfg.APIKey, APISecret: secret, APISecretPrevious: cfg.APISecretPrevious,
 		DevTokens: cfg.DevTokens, NodeName: cfg.NodeName, ActiveInterval: cfg.ActiveInterval,
+		ConnectRatePerIP: cfg.ConnectRatePerIP, ConnectBurstPerIP: cfg.ConnectBurstPerIP, TrustedProxies: cfg.TrustedProxies,
 	}, gnc, log, gateway.WithLeaseConn(lnc))
 	if err != nil {
 		return nil, err
