@@ -171,10 +171,12 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (p *Presence, err 
 	rest := http.NewServeMux()
 	rest.Handle("/connect", p.gateway.Handler())
 	rest.Handle("/", p.api.Handler())
-	if err := p.serve(cfg.HTTPAddr, rest); err != nil {
+	// Each port with the bounds of the service it serves (/connect on the
+	// REST port is safe with the api's: see gateway.NewHTTPServer).
+	if err := p.serve(cfg.HTTPAddr, api.NewHTTPServer("", rest)); err != nil {
 		return nil, err
 	}
-	if err := p.serve(cfg.WSAddr, p.gateway.Handler()); err != nil {
+	if err := p.serve(cfg.WSAddr, gateway.NewHTTPServer(p.gateway.Handler())); err != nil {
 		return nil, err
 	}
 	if cfg.PprofAddr != "" {
@@ -183,19 +185,18 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (p *Presence, err 
 		mux := http.NewServeMux()
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		if err := p.serve(cfg.PprofAddr, mux); err != nil {
+		if err := p.serve(cfg.PprofAddr, &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}); err != nil {
 			return nil, err
 		}
 	}
 	return p, nil
 }
 
-func (p *Presence) serve(addr string, h http.Handler) error {
+func (p *Presence) serve(addr string, srv *http.Server) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	p.servers = append(p.servers, srv)
 	p.addrs = append(p.addrs, ln.Addr())
 	p.wg.Add(1)

@@ -22,6 +22,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/presencehq/presence/pkg/filter"
 	"github.com/presencehq/presence/pkg/natsconn"
 	"github.com/presencehq/presence/pkg/route"
 	"github.com/presencehq/presence/pkg/store"
@@ -107,6 +108,22 @@ func (s *Server) Close() error {
 	return s.closeErr
 }
 
+// maxHeaderBytes bounds a request's line and headers: a query's payload
+// parameter holds a filter of up to filter.MaxBytes of JSON, at most three
+// times that URL-escaped.
+const maxHeaderBytes = 4 * filter.MaxBytes
+
+// NewHTTPServer is the HTTP server an api node is served with on addr:
+// bounds on how long a request may take to arrive, how long a kept-alive
+// connection may idle and how big a request's head may be, against clients
+// that trickle or bloat them.
+func NewHTTPServer(addr string, h http.Handler) *http.Server {
+	return &http.Server{
+		Addr: addr, Handler: h, MaxHeaderBytes: maxHeaderBytes,
+		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
+	}
+}
+
 // Run serves the api on cfg.HTTPAddr until ctx ends, then shuts down
 // gracefully.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
@@ -126,10 +143,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	defer srv.Close()
 
-	hs := &http.Server{
-		Addr: cfg.HTTPAddr, Handler: srv.Handler(),
-		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
-	}
+	hs := NewHTTPServer(cfg.HTTPAddr, srv.Handler())
 	errc := make(chan error, 1)
 	go func() { errc <- hs.ListenAndServe() }()
 	log.Info("api listening", "addr", cfg.HTTPAddr)

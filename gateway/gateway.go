@@ -246,6 +246,24 @@ func (g *Gateway) ConnCount() int {
 	return len(g.conns)
 }
 
+// maxHeaderBytes bounds a request's line and headers. A connect carries its
+// json parameter (at most maxConnectJSON, three times that URL-escaped) and
+// its token in the URL.
+const maxHeaderBytes = 64 << 10
+
+// NewHTTPServer is the HTTP server a gateway is served with: bounds on how
+// long a request may take to arrive, how long a kept-alive connection may
+// idle and how big a request's head may be, against clients that trickle or
+// bloat them. The read timeout cannot cut an established WebSocket: Upgrade
+// clears the deadlines of the connection it takes over, and the socket reads
+// its descriptor directly.
+func NewHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler: h, MaxHeaderBytes: maxHeaderBytes,
+		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+	}
+}
+
 // Run connects to NATS and serves /connect on cfg.WSAddr until ctx ends.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	nc, err := natsconn.Connect(cfg.NATSURL, "presence-gateway "+cfg.NodeName, log)
@@ -267,7 +285,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		g.Close()
 		return err
 	}
-	srv := &http.Server{Handler: g.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	srv := NewHTTPServer(g.Handler())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	g.log.Info("listening", "ws", ln.Addr().String())

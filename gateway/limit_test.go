@@ -239,3 +239,43 @@ func TestAnUnreadableTrustedProxyIsAnError(t *testing.T) {
 		t.Fatalf("New with trusted proxy %q = %v, want an error naming it", "lb", err)
 	}
 }
+
+func TestHTTPServerTakesTheLargestConnectAndRefusesBloatedHeads(t *testing.T) {
+	h := newHarness(t)
+	ts := httptest.NewUnstartedServer(nil)
+	ts.Config = NewHTTPServer(h.gw.Handler())
+	ts.Start()
+	t.Cleanup(ts.Close)
+	base := "ws" + strings.TrimPrefix(ts.URL, "http") + "/connect"
+
+	// A json parameter at its bound, of the characters URL-escaping triples.
+	details := map[string]any{"id": "ann", "bio": strings.Repeat(`"`, maxConnectJSON/2-40)}
+	payload, _ := json.Marshal(map[string]any{"user_id": "ann", "user_details": details})
+	if len(payload) > maxConnectJSON {
+		t.Fatalf("test json is %d bytes, past the bound %d", len(payload), maxConnectJSON)
+	}
+	q := url.Values{"json": {string(payload)}, "api_key": {testKey}, "authorization": {userToken(t, "ann")}}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, base+"?"+q.Encode(), nil)
+	if err != nil {
+		t.Fatalf("a connect of %d bytes of URL was not taken: %v", len(q.Encode()), err)
+	}
+	defer ws.CloseNow()
+	// (Its details are past the profile's own bound: answered, in the
+	// SDK's error shape, by the gateway.)
+	if f := readFrame(t, ws); f["error"] == nil && f["type"] != event.ConnectionOK {
+		t.Fatalf("first frame %v, want the gateway's answer", f)
+	}
+
+	req, _ := http.NewRequest(http.MethodGet, ts.URL+"/healthz", nil)
+	req.Header.Set("X-Bloat", strings.Repeat("x", 2*maxHeaderBytes))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("a request head of %d KiB answered %d, want 431", 2*maxHeaderBytes>>10, resp.StatusCode)
+	}
+}

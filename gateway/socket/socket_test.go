@@ -544,3 +544,55 @@ func TestFrameRateBoundsASustainedRateNotAPace(t *testing.T) {
 		})
 	}
 }
+
+// TestASocketOutlivesTheHTTPServersTimeouts: the HTTP server's read, write
+// and idle timeouts bound the handshake request only; the socket it becomes
+// lives on.
+func TestASocketOutlivesTheHTTPServersTimeouts(t *testing.T) {
+	s, err := NewServer(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted := make(chan *recorder, 1)
+	hs := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := s.Upgrade(w, r)
+		if err != nil {
+			return
+		}
+		rec := &recorder{c: c, closed: make(chan struct{}), echo: true}
+		c.Start(rec)
+		accepted <- rec
+	}))
+	const timeout = 50 * time.Millisecond
+	hs.Config.ReadHeaderTimeout, hs.Config.ReadTimeout, hs.Config.WriteTimeout, hs.Config.IdleTimeout = timeout, timeout, timeout, timeout
+	hs.Start()
+	t.Cleanup(func() {
+		hs.Close()
+		s.Close()
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(hs.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+	rec := <-accepted
+	// Messages both ways over ten times the timeouts.
+	for end := time.Now().Add(10 * timeout); time.Now().Before(end); {
+		if err := ws.Write(ctx, websocket.MessageText, []byte("hi")); err != nil {
+			t.Fatalf("write after %v: %v", 10*timeout, err)
+		}
+		if _, _, err := ws.Read(ctx); err != nil {
+			t.Fatalf("the socket died under the HTTP server's timeouts: %v", err)
+		}
+	}
+	select {
+	case <-rec.closed:
+		t.Fatal("the socket closed")
+	default:
+	}
+	if err := ws.Close(websocket.StatusNormalClosure, ""); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+}
