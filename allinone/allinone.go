@@ -46,11 +46,14 @@ type Config struct {
 	NodeName          string
 	ActiveInterval    time.Duration
 	PprofAddr         string
-	// The gateway's connect limit per source address (gateway.Config).
-	// Zero is no limit; the flags default to the gateway's own defaults.
+	// The gateway's connect limit per source address (gateway.Config) and
+	// the api's rate limits (api.Config). Zero is no limit; the flags
+	// default to the services' own defaults.
 	ConnectRatePerIP  float64
 	ConnectBurstPerIP int
 	TrustedProxies    string
+	RateLimitUser     int
+	RateLimitAPIKey   int
 }
 
 // RegisterFlags binds the config to flags with their defaults.
@@ -67,14 +70,19 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.ActiveInterval, "active-interval", 15*time.Minute, "how often a live connection refreshes last_active")
 	fs.StringVar(&c.PprofAddr, "pprof-addr", "", "serve Go's profiles (/debug/pprof/) on this address; off when empty; keep it on loopback")
 
-	// The limits are the gateway's own settings: the same names, defaults
-	// and words.
+	// The limits are the gateway's and the api's own settings: the same
+	// names, defaults and words.
 	var gd gateway.Config
 	gfs := flag.NewFlagSet("presence-gateway", flag.ContinueOnError)
 	gd.RegisterFlags(gfs)
 	fs.Float64Var(&c.ConnectRatePerIP, "connect-rate-per-ip", gd.ConnectRatePerIP, gfs.Lookup("connect-rate-per-ip").Usage)
 	fs.IntVar(&c.ConnectBurstPerIP, "connect-burst-per-ip", gd.ConnectBurstPerIP, gfs.Lookup("connect-burst-per-ip").Usage)
 	fs.StringVar(&c.TrustedProxies, "trusted-proxies", gd.TrustedProxies, gfs.Lookup("trusted-proxies").Usage)
+	var ad api.Config
+	afs := flag.NewFlagSet("presence-api", flag.ContinueOnError)
+	ad.RegisterFlags(afs)
+	fs.IntVar(&c.RateLimitUser, "rate-limit-user", ad.RateLimitUser, afs.Lookup("rate-limit-user").Usage)
+	fs.IntVar(&c.RateLimitAPIKey, "rate-limit-api-key", ad.RateLimitAPIKey, afs.Lookup("rate-limit-api-key").Usage)
 }
 
 // Presence is a running all-in-one service.
@@ -163,6 +171,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (p *Presence, err 
 	p.api, err = api.New(ctx, api.Config{
 		APIKey: cfg.APIKey, APISecret: secret, APISecretPrevious: cfg.APISecretPrevious,
 		DevTokens: cfg.DevTokens, IndexDir: filepath.Join(cfg.DataDir, "index"), NodeName: "api-1",
+		RateLimitUser: cfg.RateLimitUser, RateLimitAPIKey: cfg.RateLimitAPIKey,
 	}, anc, log)
 	if err != nil {
 		return nil, err

@@ -42,6 +42,9 @@ type Server struct {
 	log    *slog.Logger
 	echo   *echo.Echo
 	now    func() time.Time
+	// userLimit counts client-side callers' requests per user and
+	// endpoint, keyLimit every request (nil: no limit); see rateLimit.
+	userLimit, keyLimit *window
 
 	cancel    context.CancelFunc // ends the router's watch
 	closeOnce sync.Once
@@ -74,6 +77,12 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Ser
 	s := &Server{
 		cfg: cfg, nc: nc, js: js, st: st, log: log, now: func() time.Time { return time.Now().UTC() },
 		tokens: token.NewChecker(cfg.APISecret, token.WithPreviousSecret(cfg.APISecretPrevious), token.WithDevTokens(cfg.DevTokens)),
+	}
+	if cfg.RateLimitUser > 0 {
+		s.userLimit = newWindow(cfg.RateLimitUser, maxLimitedKeys)
+	}
+	if cfg.RateLimitAPIKey > 0 {
+		s.keyLimit = newWindow(cfg.RateLimitAPIKey, 1)
 	}
 	rctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
