@@ -86,11 +86,11 @@ type Config struct {
 	// ClientFrameRate and ClientFrameBurst bound the WebSocket frames one
 	// client sends (each counts: health checks, anything else, pings,
 	// pongs); past them the socket is closed with 1008 (policy violation).
-	// The SDK sends one health check 25 s after each it receives, and the
-	// gateway's pings bring a pong every PingInterval, so 20/s with bursts
-	// of 50 is hundreds of times what a client sends and still cuts off a
-	// flood within its first few milliseconds. The SDK reconnects after
-	// 1008 (with its backoff), meeting the connect limits.
+	// The SDK sends a health check 25 s after each it receives, and the
+	// gateway's pings bring a pong every PingInterval (5 s): 20/s with
+	// bursts of 50 is some eighty times what a client sends, and still cuts
+	// off a flood within its first few milliseconds. The SDK reconnects
+	// after 1008 (with its backoff), and meets the connect limits.
 	ClientFrameRate  float64
 	ClientFrameBurst int
 }

@@ -59,8 +59,8 @@ func newAddrLimit(rate float64, burst int) *addrLimit {
 	// At least a second, so a turn is not a cost paid per connect; at most
 	// an hour for very slow rates, where forgetting a bucket early gives an
 	// address a new burst an hour on.
-	period := time.Duration(float64(burst) / rate * float64(time.Second))
-	period = min(max(period, time.Second), time.Hour)
+	secs := min(max(float64(burst)/rate, 1), 3600)
+	period := time.Duration(secs * float64(time.Second))
 	return &addrLimit{
 		rate: rate, burst: float64(burst), max: maxTrackedAddrs, period: period,
 		cur: map[netip.Addr]ratelimit.Bucket{}, now: time.Now,
