@@ -48,6 +48,14 @@ type Config struct {
 	NodeName          string
 	ActiveInterval    time.Duration
 	PprofAddr         string
+	// The gateway's connect limit per source address (gateway.Config) and
+	// the api's rate limits (api.Config). Zero is no limit; the flags
+	// default to the services' own defaults.
+	ConnectRatePerIP  float64
+	ConnectBurstPerIP int
+	TrustedProxies    string
+	RateLimitUser     int
+	RateLimitAPIKey   int
 }
 
 // RegisterFlags binds the config to flags with their defaults.
@@ -63,6 +71,20 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.NodeName, "node-name", "gateway-1", "gateway node name")
 	fs.DurationVar(&c.ActiveInterval, "active-interval", 15*time.Minute, "how often a live connection refreshes last_active")
 	fs.StringVar(&c.PprofAddr, "pprof-addr", "", "serve Go's profiles (/debug/pprof/) on this address; off when empty; keep it on loopback")
+
+	// The limits are the gateway's and the api's own settings: the same
+	// names, defaults and words.
+	var gd gateway.Config
+	gfs := flag.NewFlagSet("presence-gateway", flag.ContinueOnError)
+	gd.RegisterFlags(gfs)
+	fs.Float64Var(&c.ConnectRatePerIP, "connect-rate-per-ip", gd.ConnectRatePerIP, gfs.Lookup("connect-rate-per-ip").Usage)
+	fs.IntVar(&c.ConnectBurstPerIP, "connect-burst-per-ip", gd.ConnectBurstPerIP, gfs.Lookup("connect-burst-per-ip").Usage)
+	fs.StringVar(&c.TrustedProxies, "trusted-proxies", gd.TrustedProxies, gfs.Lookup("trusted-proxies").Usage)
+	var ad api.Config
+	afs := flag.NewFlagSet("presence-api", flag.ContinueOnError)
+	ad.RegisterFlags(afs)
+	fs.IntVar(&c.RateLimitUser, "rate-limit-user", ad.RateLimitUser, afs.Lookup("rate-limit-user").Usage)
+	fs.IntVar(&c.RateLimitAPIKey, "rate-limit-api-key", ad.RateLimitAPIKey, afs.Lookup("rate-limit-api-key").Usage)
 }
 
 // Presence is a running all-in-one service.
@@ -149,6 +171,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (p *Presence, err 
 	p.gateway, err = gateway.New(ctx, gateway.Config{
 		APIKey: cfg.APIKey, APISecret: secret, APISecretPrevious: cfg.APISecretPrevious,
 		DevTokens: cfg.DevTokens, NodeName: cfg.NodeName, ActiveInterval: cfg.ActiveInterval,
+		ConnectRatePerIP: cfg.ConnectRatePerIP, ConnectBurstPerIP: cfg.ConnectBurstPerIP, TrustedProxies: cfg.TrustedProxies,
 	}, gnc, log, gateway.WithLeaseConn(lnc))
 	if err != nil {
 		return nil, err
@@ -160,6 +183,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (p *Presence, err 
 	p.api, err = api.New(ctx, api.Config{
 		APIKey: cfg.APIKey, APISecret: secret, APISecretPrevious: cfg.APISecretPrevious,
 		DevTokens: cfg.DevTokens, IndexDir: filepath.Join(cfg.DataDir, "index"), NodeName: "api-1",
+		RateLimitUser: cfg.RateLimitUser, RateLimitAPIKey: cfg.RateLimitAPIKey,
 	}, anc, log)
 	if err != nil {
 		return nil, err
@@ -168,10 +192,12 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (p *Presence, err 
 	rest := http.NewServeMux()
 	rest.Handle("/connect", p.gateway.Handler())
 	rest.Handle("/", p.api.Handler())
-	if err := p.serve(cfg.HTTPAddr, rest); err != nil {
+	// Each port with the bounds of the service it serves (/connect on the
+	// REST port is safe with the api's: see gateway.NewHTTPServer).
+	if err := p.serve(cfg.HTTPAddr, api.NewHTTPServer("", rest)); err != nil {
 		return nil, err
 	}
-	if err := p.serve(cfg.WSAddr, p.gateway.Handler()); err != nil {
+	if err := p.serve(cfg.WSAddr, gateway.NewHTTPServer(p.gateway.Handler())); err != nil {
 		return nil, err
 	}
 	if cfg.PprofAddr != "" {
@@ -180,19 +206,18 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (p *Presence, err 
 		mux := http.NewServeMux()
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		if err := p.serve(cfg.PprofAddr, mux); err != nil {
+		if err := p.serve(cfg.PprofAddr, &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}); err != nil {
 			return nil, err
 		}
 	}
 	return p, nil
 }
 
-func (p *Presence) serve(addr string, h http.Handler) error {
+func (p *Presence) serve(addr string, srv *http.Server) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	p.servers = append(p.servers, srv)
 	p.addrs = append(p.addrs, ln.Addr())
 	p.wg.Add(1)

@@ -2,6 +2,7 @@ package allinone
 
 import (
 	"context"
+	"flag"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,9 +25,17 @@ func TestE2E(t *testing.T) {
 		}
 		t.Skip("SDK end-to-end suite not installed: run `make test` (it runs npm ci in e2e/)")
 	}
+	// With the limits a deployment runs with: the SDK suite must never
+	// meet them.
+	var d Config
+	d.RegisterFlags(flag.NewFlagSet("presence", flag.ContinueOnError))
 	// A previous secret, still accepted while rotating (10-security).
 	const previous = "e2e-previous-secret"
-	p := startForTest(t, Config{DevTokens: false, APISecretPrevious: previous})
+	p := startForTest(t, Config{
+		DevTokens: false, APISecretPrevious: previous,
+		ConnectRatePerIP: d.ConnectRatePerIP, ConnectBurstPerIP: d.ConnectBurstPerIP,
+		RateLimitUser: d.RateLimitUser, RateLimitAPIKey: d.RateLimitAPIKey,
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "node", "--test", "--test-concurrency=1", "--test-reporter=spec", "--test-force-exit", "tests/")

@@ -27,6 +27,24 @@ type Config struct {
 	NodeName string
 	// Replicas of the JetStream stream and buckets, passed to store.Setup.
 	Replicas int
+	// RateLimitUser bounds the requests one user (a client-side caller)
+	// makes to one endpoint (method and route) in a minute; RateLimitAPIKey
+	// bounds all the requests with the API key in a minute, server-side
+	// ones too. Past either the answer is 429 with code 9, and every answer
+	// carries X-RateLimit-* headers. Both count on this node only: behind
+	// a load balancer over N nodes a user may make up to N times as many.
+	// 0: no limit.
+	//
+	// Stream allows a user 60 a minute per endpoint. 300 leaves an app
+	// written for Stream, one that polls a presence list every second and
+	// the re-watch after each reconnect (one POST /channels) far below it,
+	// and holds one user's flood to 5 a second per endpoint. 120,000 a
+	// minute, 2,000 a second, is about what a node serves of its cheapest
+	// queries on two cores (BENCHMARKS.md) and above the re-watches of a
+	// reconnect storm of tens of thousands of clients; past it a flood is
+	// refused cheaply instead of queueing everyone behind it.
+	RateLimitUser   int
+	RateLimitAPIKey int
 }
 
 // RegisterFlags binds c's fields to flags in fs, with their defaults.
@@ -41,6 +59,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.IndexDir, "index-dir", "", "directory of the local query index (default: a temporary directory)")
 	fs.StringVar(&c.NodeName, "node-name", "api-1", "unique name of this api node (names its index file)")
 	fs.IntVar(&c.Replicas, "replicas", 1, "replicas of the JetStream stream and buckets (3 in a cluster)")
+	fs.IntVar(&c.RateLimitUser, "rate-limit-user", 300, "requests one user may make to one endpoint of this node per minute (0: no limit)")
+	fs.IntVar(&c.RateLimitAPIKey, "rate-limit-api-key", 120000, "requests with the API key this node answers per minute, from all callers (0: no limit)")
 }
 
 // defaultNodeName is the host name reduced to the node-name charset.

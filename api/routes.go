@@ -17,9 +17,10 @@ func (s *Server) routes() *echo.Echo {
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisablePrintStack: true}))
 	// Browser apps call from their own origin with the SDK's headers.
 	e.Use(middleware.CORSWithConfig(middleware.CORSConfig{
-		AllowOrigins: []string{"*"},
-		AllowHeaders: []string{"Authorization", "Content-Type", "stream-auth-type", "X-Stream-Client", "x-client-request-id"},
-		AllowMethods: []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete},
+		AllowOrigins:  []string{"*"},
+		AllowHeaders:  []string{"Authorization", "Content-Type", "stream-auth-type", "X-Stream-Client", "x-client-request-id"},
+		AllowMethods:  []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete},
+		ExposeHeaders: rateHeaders,
 	}))
 
 	// Probes for load balancers and orchestrators: alive, and ready to serve
@@ -32,7 +33,9 @@ func (s *Server) routes() *echo.Echo {
 		return c.String(http.StatusOK, "ok\n")
 	})
 
-	a := e.Group("", s.authenticate)
+	// Every endpoint below is for callers with the API key and a token, and
+	// rate limited (ratelimit.go).
+	a := e.Group("", s.authenticate, s.rateLimit)
 
 	a.GET("/users", s.queryUsers)
 	a.POST("/users", s.upsertUsers)

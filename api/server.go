@@ -22,6 +22,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/presencehq/presence/pkg/filter"
 	"github.com/presencehq/presence/pkg/natsauth"
 	"github.com/presencehq/presence/pkg/natsconn"
 	"github.com/presencehq/presence/pkg/route"
@@ -42,6 +43,9 @@ type Server struct {
 	log    *slog.Logger
 	echo   *echo.Echo
 	now    func() time.Time
+	// userLimit counts client-side callers' requests per user and
+	// endpoint, keyLimit every request (nil: no limit); see rateLimit.
+	userLimit, keyLimit *window
 
 	cancel    context.CancelFunc // ends the router's watch
 	closeOnce sync.Once
@@ -74,6 +78,12 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Ser
 	s := &Server{
 		cfg: cfg, nc: nc, js: js, st: st, log: log, now: func() time.Time { return time.Now().UTC() },
 		tokens: token.NewChecker(cfg.APISecret, token.WithPreviousSecret(cfg.APISecretPrevious), token.WithDevTokens(cfg.DevTokens)),
+	}
+	if cfg.RateLimitUser > 0 {
+		s.userLimit = newWindow(cfg.RateLimitUser, maxLimitedKeys)
+	}
+	if cfg.RateLimitAPIKey > 0 {
+		s.keyLimit = newWindow(cfg.RateLimitAPIKey, 1)
 	}
 	rctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
@@ -108,6 +118,22 @@ func (s *Server) Close() error {
 	return s.closeErr
 }
 
+// maxHeaderBytes bounds a request's line and headers: a query's payload
+// parameter holds a filter of up to filter.MaxBytes of JSON, at most three
+// times that URL-escaped.
+const maxHeaderBytes = 4 * filter.MaxBytes
+
+// NewHTTPServer is the HTTP server an api node is served with on addr:
+// bounds on how long a request may take to arrive, how long a kept-alive
+// connection may idle and how big a request's head may be, against clients
+// that trickle or bloat them.
+func NewHTTPServer(addr string, h http.Handler) *http.Server {
+	return &http.Server{
+		Addr: addr, Handler: h, MaxHeaderBytes: maxHeaderBytes,
+		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
+	}
+}
+
 // Run serves the api on cfg.HTTPAddr until ctx ends, then shuts down
 // gracefully.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
@@ -127,10 +153,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	defer srv.Close()
 
-	hs := &http.Server{
-		Addr: cfg.HTTPAddr, Handler: srv.Handler(),
-		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
-	}
+	hs := NewHTTPServer(cfg.HTTPAddr, srv.Handler())
 	errc := make(chan error, 1)
 	go func() { errc <- hs.ListenAndServe() }()
 	log.Info("api listening", "addr", cfg.HTTPAddr)

@@ -181,15 +181,21 @@ type Net struct {
 	Listen string
 	// Host is the host by which the others reach node.
 	Host func(node string) string
+	// Proxies are where the load balancer's connections come from: the
+	// gateways behind it believe its X-Forwarded-For (PRESENCE_TRUSTED_PROXIES),
+	// or every client would share its address and its connect limit.
+	Proxies string
 }
 
 // Loopback is `make cluster`: every node listens on, and is reached at,
 // 127.0.0.1.
-var Loopback = Net{Listen: "127.0.0.1", Host: func(string) string { return "127.0.0.1" }}
+var Loopback = Net{Listen: "127.0.0.1", Host: func(string) string { return "127.0.0.1" }, Proxies: "127.0.0.1,::1"}
 
 // Compose is docker-compose.yml: every node listens on all interfaces of its
 // container and is reached by its service name, which is the node's name.
-var Compose = Net{Listen: "0.0.0.0", Host: func(node string) string { return node }}
+// Docker gives the project's network addresses in the private ranges, and
+// the gateways publish no port: only containers on it reach them.
+var Compose = Net{Listen: "0.0.0.0", Host: func(node string) string { return node }, Proxies: "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16"}
 
 func hostPort(host string, port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) }
 
@@ -206,7 +212,8 @@ func (t Topology) NATSURL(n Net) string {
 // Env is the part of node's environment the topology decides:
 //
 //   - services: PRESENCE_NATS_URL, PRESENCE_REPLICAS and their node name and
-//     listen address (read by pkg/config as the binaries' flags);
+//     listen address (read by pkg/config as the binaries' flags), and for
+//     gateways behind a load balancer PRESENCE_TRUSTED_PROXIES;
 //   - NATS: NATS_NAME, NATS_LISTEN, NATS_HTTP, NATS_CLUSTER_LISTEN and
 //     NATS_ROUTES, read by deploy/nats/nats.conf;
 //   - the load balancer: LB_HTTP_LISTEN, LB_WS_LISTEN, LB_API_SERVERS and
@@ -246,6 +253,9 @@ func (t Topology) Env(name string, n Net) (map[string]string, error) {
 		env := service()
 		env["PRESENCE_NODE_NAME"] = node.Name
 		env["PRESENCE_WS_ADDR"] = hostPort(n.Listen, node.Port)
+		if len(t.Of(LB)) > 0 {
+			env["PRESENCE_TRUSTED_PROXIES"] = n.Proxies
+		}
 		return env, nil
 	case API:
 		env := service()

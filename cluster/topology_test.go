@@ -48,6 +48,14 @@ func TestEnv(t *testing.T) {
 		env["PRESENCE_WS_ADDR"] != "127.0.0.1:8802" || env["PRESENCE_NODE_NAME"] != "gateway-2" || env["PRESENCE_REPLICAS"] != "3" {
 		t.Errorf("gateway-2 on loopback: %v", env)
 	}
+	// Behind the load balancer a gateway believes its X-Forwarded-For;
+	// without one it has no proxy to believe.
+	if env["PRESENCE_TRUSTED_PROXIES"] != "127.0.0.1,::1" {
+		t.Errorf("gateway-2 on loopback trusts proxies %q, want the load balancer's 127.0.0.1,::1", env["PRESENCE_TRUSTED_PROXIES"])
+	}
+	if env, _ := top.Without(LB).Env("gateway-2", Loopback); env["PRESENCE_TRUSTED_PROXIES"] != "" {
+		t.Errorf("gateway-2 without a load balancer trusts proxies %q", env["PRESENCE_TRUSTED_PROXIES"])
+	}
 	env, _ = top.Env("nats-3", Compose)
 	if env["NATS_ROUTES"] != "[nats://nats-1:6222, nats://nats-2:6223, nats://nats-3:6224]" || env["NATS_LISTEN"] != "0.0.0.0:4224" {
 		t.Errorf("nats-3 in compose: %v", env)

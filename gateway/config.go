@@ -51,6 +51,26 @@ type Config struct {
 	// worker's 20,000+ transitions/s.
 	ConnectRate  float64
 	ConnectBurst int
+	// ConnectRatePerIP and ConnectBurstPerIP bound the connects from one
+	// source address (an IPv6 /64), so one address — a script, a client
+	// stuck in a reconnect loop — cannot take the node's ConnectRate from
+	// everyone else. Past them a connect gets the same retryable rate-limit
+	// error at once, without waiting its turn: a flood must not hold
+	// sockets. 50/s with bursts of 100 is far more than the people behind
+	// one address make (the SDK connects once a session and waits at least
+	// 250 ms before a reconnect); when a gateway drains, an office behind
+	// one NAT reconnects over DrainWindow, so 600 of its users get in
+	// within 10 s and more after the SDK's backoff. One gateway needs 80
+	// such addresses flooding at once to lose its ConnectRate to them.
+	// 0: no per-address limit (load tests, whose thousands of clients share
+	// a loopback address, set it).
+	ConnectRatePerIP  float64
+	ConnectBurstPerIP int
+	// TrustedProxies are the load balancers (addresses or CIDR prefixes,
+	// comma separated) whose X-Forwarded-For names the client for
+	// ConnectRatePerIP. Empty: the header is never read, since anyone can
+	// write it.
+	TrustedProxies string
 	// ConnectInFlight bounds connects under way at once (each waits on a
 	// few JetStream requests); past it a connect gets the same retryable
 	// error, so a storm meets back-pressure instead of swamping JetStream.
@@ -68,6 +88,16 @@ type Config struct {
 	Replicas int
 	// MaxConnsPerUser bounds one user's open connections across all nodes.
 	MaxConnsPerUser int
+	// ClientFrameRate and ClientFrameBurst bound the WebSocket frames one
+	// client sends (each counts: health checks, anything else, pings,
+	// pongs); past them the socket is closed with 1008 (policy violation).
+	// The SDK sends a health check 25 s after each it receives, and the
+	// gateway's pings bring a pong every PingInterval (5 s): 20/s with
+	// bursts of 50 is some eighty times what a client sends, and still cuts
+	// off a flood within its first few milliseconds. The SDK reconnects
+	// after 1008 (with its backoff), and meets the connect limits.
+	ClientFrameRate  float64
+	ClientFrameBurst int
 }
 
 // RegisterFlags binds the config to flags with their defaults.
@@ -90,12 +120,17 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.DrainGrace, "drain-grace", 10*time.Second, "a drained user reconnecting elsewhere within this never reads offline")
 	fs.Float64Var(&c.ConnectRate, "connect-rate", 4000, "connects accepted per second before answering rate-limited")
 	fs.IntVar(&c.ConnectBurst, "connect-burst", 4000, "connects accepted at once before the rate applies")
+	fs.Float64Var(&c.ConnectRatePerIP, "connect-rate-per-ip", 50, "connects accepted per second from one source address (an IPv6 /64) before answering rate-limited; 0: no per-address limit")
+	fs.IntVar(&c.ConnectBurstPerIP, "connect-burst-per-ip", 100, "connects accepted at once from one source address before connect-rate-per-ip applies")
+	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "load balancers (addresses or CIDR prefixes, comma separated) whose X-Forwarded-For names the client for connect-rate-per-ip; empty: X-Forwarded-For is never read")
 	fs.IntVar(&c.ConnectInFlight, "connect-inflight", 1024, "connects under way at once (waiting on JetStream) before answering rate-limited")
 	fs.DurationVar(&c.ConnectWait, "connect-wait", 3*time.Second, "how long a connect past connect-rate or connect-inflight waits for its turn before answering rate-limited")
 	fs.IntVar(&c.SendQueue, "send-queue", 256, "events queued per socket before a slow socket is closed")
 	fs.IntVar(&c.MaxWatches, "max-watches", 10000, "users plus channels one connection may watch")
 	fs.IntVar(&c.Replicas, "replicas", 1, "replicas of JetStream streams and buckets (3 in a cluster)")
 	fs.IntVar(&c.MaxConnsPerUser, "max-conns-per-user", 50, "open connections one user may hold across all gateways")
+	fs.Float64Var(&c.ClientFrameRate, "client-frame-rate", 20, "WebSocket frames one client may send per second, sustained, before its socket is closed with 1008")
+	fs.IntVar(&c.ClientFrameBurst, "client-frame-burst", 50, "WebSocket frames one client may send at once before client-frame-rate applies")
 }
 
 func (c *Config) defaults() {
@@ -137,6 +172,9 @@ func (c *Config) defaults() {
 	if c.ConnectBurst <= 0 {
 		c.ConnectBurst = d.ConnectBurst
 	}
+	if c.ConnectRatePerIP > 0 && c.ConnectBurstPerIP <= 0 {
+		c.ConnectBurstPerIP = d.ConnectBurstPerIP
+	}
 	if c.ConnectInFlight <= 0 {
 		c.ConnectInFlight = d.ConnectInFlight
 	}
@@ -151,5 +189,11 @@ func (c *Config) defaults() {
 	}
 	if c.MaxWatches <= 0 {
 		c.MaxWatches = d.MaxWatches
+	}
+	if c.ClientFrameRate <= 0 {
+		c.ClientFrameRate = d.ClientFrameRate
+	}
+	if c.ClientFrameBurst <= 0 {
+		c.ClientFrameBurst = d.ClientFrameBurst
 	}
 }

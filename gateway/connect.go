@@ -104,6 +104,13 @@ func (g *Gateway) serveConnect(w http.ResponseWriter, r *http.Request) {
 // admit checks the connect request, applies the connect-time user details and
 // publishes the opening; it returns the registered connection.
 func (g *Gateway) admit(r *http.Request, sock *socket.Conn) (*conn, model.User, model.Presence, *apierror.Error) {
+	// Every attempt counts against its address, a refused one too: a flood
+	// of bad connects is a flood.
+	if g.perAddr != nil {
+		if a, ok := clientAddr(r, g.trusted); ok && !g.perAddr.allow(a) {
+			return nil, model.User{}, model.Presence{}, apierror.New(apierror.CodeRateLimit, http.StatusTooManyRequests, "too many connects from this address, retry shortly")
+		}
+	}
 	q := r.URL.Query()
 	if q.Get("api_key") != g.cfg.APIKey {
 		return nil, model.User{}, model.Presence{}, apierror.New(apierror.CodeAccessKey, http.StatusUnauthorized, "api_key not valid")

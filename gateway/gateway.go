@@ -13,6 +13,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,6 +52,10 @@ type Gateway struct {
 	epoch   atomic.Uint64
 	seq     atomic.Uint64
 	connect *rateLimit
+	// perAddr bounds each source address's connects (nil: no bound); the
+	// source is read from X-Forwarded-For behind a trusted proxy.
+	perAddr *addrLimit
+	trusted []netip.Prefix
 	// admitting holds a slot per connect under way (ConnectInFlight);
 	// connectsWaiting counts connects waiting for one.
 	admitting       chan struct{}
@@ -90,6 +95,10 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger, opts 
 	if cfg.APISecret == "" {
 		return nil, errors.New("gateway: an API secret is required")
 	}
+	trusted, err := parseProxies(cfg.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
 	if log == nil {
 		log = slog.Default()
 	}
@@ -112,6 +121,8 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger, opts 
 		PingInterval: cfg.PingInterval,
 		PingTimeout:  cfg.PingTimeout,
 		IdleTimeout:  cfg.HealthTimeout,
+		FrameRate:    cfg.ClientFrameRate,
+		FrameBurst:   cfg.ClientFrameBurst,
 	})
 	if err != nil {
 		return nil, err
@@ -133,6 +144,10 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger, opts 
 		conns:     map[string]*conn{},
 		connect:   newRateLimit(cfg.ConnectRate, cfg.ConnectBurst),
 		admitting: make(chan struct{}, cfg.ConnectInFlight),
+		trusted:   trusted,
+	}
+	if cfg.ConnectRatePerIP > 0 {
+		g.perAddr = newAddrLimit(cfg.ConnectRatePerIP, cfg.ConnectBurstPerIP)
 	}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	if g.relay, err = newRelay(nc, log); err != nil {
@@ -232,6 +247,24 @@ func (g *Gateway) ConnCount() int {
 	return len(g.conns)
 }
 
+// maxHeaderBytes bounds a request's line and headers. A connect carries its
+// json parameter (at most maxConnectJSON, three times that URL-escaped) and
+// its token in the URL.
+const maxHeaderBytes = 64 << 10
+
+// NewHTTPServer is the HTTP server a gateway is served with: bounds on how
+// long a request may take to arrive, how long a kept-alive connection may
+// idle and how big a request's head may be, against clients that trickle or
+// bloat them. The read timeout cannot cut an established WebSocket: Upgrade
+// clears the deadlines of the connection it takes over, and the socket reads
+// its descriptor directly.
+func NewHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler: h, MaxHeaderBytes: maxHeaderBytes,
+		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+	}
+}
+
 // Run connects to NATS and serves /connect on cfg.WSAddr until ctx ends.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	nc, err := natsconn.Connect(cfg.NATSURL, "presence-gateway "+cfg.NodeName, log, natsconn.As(natsauth.Gateway, cfg.NATSUser, cfg.NATSPassword))
@@ -253,7 +286,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		g.Close()
 		return err
 	}
-	srv := &http.Server{Handler: g.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	srv := NewHTTPServer(g.Handler())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	g.log.Info("listening", "ws", ln.Addr().String())

@@ -4,6 +4,7 @@
 // (subject), stored and wire models (model), SDK events (event), the worker's
 // input (connevent), token checks (token), SDK-shaped errors (apierror), the
 // filter language of queryUsers and queryChannels (filter), JetStream streams
-// and KV buckets (store), the embedded NATS server (natsserver) and
-// flag/environment configuration (config).
+// and KV buckets (store), the embedded NATS server (natsserver),
+// flag/environment configuration (config) and the token bucket that bounds
+// how fast a client may connect or send (ratelimit).
 package pkg

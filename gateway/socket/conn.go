@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"time"
 	"unicode/utf8"
+
+	"github.com/presencehq/presence/pkg/ratelimit"
 )
 
 // Handler gets what one socket's client sends.
@@ -46,6 +48,8 @@ type Conn struct {
 	// discard is set once a frame was refused: the rest is dropped
 	// unread until the client closes or CloseTimeout passes.
 	discard bool
+	// frames is the client's frame budget (Options.FrameRate).
+	frames ratelimit.Bucket
 
 	// lastData is when the client last sent a message, pingSent when an
 	// unanswered ping went out (0: none is out), lastPing when the last
@@ -283,6 +287,11 @@ func (c *Conn) readOnce(scratch []byte, read func([]byte) (int, error)) bool {
 // process handles each whole frame in b; it returns the start of one not
 // yet whole, and false when the socket must not be read any more.
 func (c *Conn) process(b []byte) ([]byte, bool) {
+	rate := c.s.opts.FrameRate
+	var now time.Time
+	if rate > 0 {
+		now = c.s.opts.now() // what arrived in one read arrived at once
+	}
 	for len(b) > 0 && !c.discard {
 		h, n, err := parseHeader(b, c.s.opts.MaxMessage)
 		if err != nil {
@@ -291,6 +300,10 @@ func (c *Conn) process(b []byte) ([]byte, bool) {
 		}
 		if n == 0 || len(b) < n+h.length {
 			return b, true
+		}
+		if rate > 0 && !c.frames.Allow(now, rate, float64(c.s.opts.FrameBurst)) {
+			c.fail(errTooFast)
+			return nil, true
 		}
 		payload := b[n : n+h.length]
 		unmask(payload, h.mask)
@@ -311,6 +324,8 @@ func (c *Conn) fail(err error) {
 		code = StatusTooBig
 	case errors.Is(err, errInvalidUTF8):
 		code = StatusInvalidData
+	case errors.Is(err, errTooFast):
+		code = StatusPolicyViolation
 	}
 	c.discard, c.partial, c.message, c.msgOp = true, nil, nil, 0
 	c.startClose(code, err.Error(), true)

@@ -21,13 +21,14 @@ type StatusCode uint16
 
 // The close codes Presence sends; the SDK reconnects on all but 1000.
 const (
-	StatusNormal         StatusCode = 1000
-	StatusGoingAway      StatusCode = 1001
-	StatusProtocolError  StatusCode = 1002
-	StatusInvalidData    StatusCode = 1007
-	StatusTooBig         StatusCode = 1009
-	StatusServiceRestart StatusCode = 1012
-	StatusTryAgainLater  StatusCode = 1013
+	StatusNormal          StatusCode = 1000
+	StatusGoingAway       StatusCode = 1001
+	StatusProtocolError   StatusCode = 1002
+	StatusInvalidData     StatusCode = 1007
+	StatusPolicyViolation StatusCode = 1008
+	StatusTooBig          StatusCode = 1009
+	StatusServiceRestart  StatusCode = 1012
+	StatusTryAgainLater   StatusCode = 1013
 )
 
 // header is a frame header as a client sent it.
@@ -43,6 +44,7 @@ var (
 	errProtocol    = errors.New("websocket protocol error")
 	errTooBig      = errors.New("frame larger than allowed")
 	errInvalidUTF8 = errors.New("text message is not valid UTF-8")
+	errTooFast     = errors.New("frames sent faster than allowed")
 )
 
 // parseHeader reads a client frame's header from the front of b. It returns

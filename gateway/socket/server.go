@@ -5,7 +5,8 @@
 // socket with frames to write gets a writer goroutine until they are out.
 //
 // It speaks what the Stream Chat SDK needs: text messages (fragmented or
-// not) up to a bound, pings both ways, the closing handshake. It negotiates
+// not) up to a bound, pings both ways, the closing handshake; a client
+// sending frames faster than a bound is cut off (1008). It negotiates
 // no extensions and no subprotocol. TLS ends before it (at the load
 // balancer): it needs the plain TCP socket.
 package socket
@@ -43,6 +44,17 @@ type Options struct {
 	// long a close waits for the client's answer (5 s).
 	WriteTimeout time.Duration
 	CloseTimeout time.Duration
+	// FrameRate and FrameBurst bound how fast a client may send: every
+	// frame counts (a message, a fragment, a ping, a pong), FrameRate a
+	// second sustained with bursts of FrameBurst (FrameRate, at least 1).
+	// A client past them is closed with 1008 and the rest of what it sends
+	// is dropped unread: only a flood gets there (the SDK sends a health
+	// check every 25 s). 0: no bound.
+	FrameRate  float64
+	FrameBurst int
+
+	// now is the clock of the frame rate (tests; nil: time.Now).
+	now func() time.Time
 }
 
 func (o *Options) defaults() {
@@ -63,6 +75,12 @@ func (o *Options) defaults() {
 	}
 	if o.CloseTimeout <= 0 {
 		o.CloseTimeout = 5 * time.Second
+	}
+	if o.FrameRate > 0 && o.FrameBurst <= 0 {
+		o.FrameBurst = max(1, int(o.FrameRate))
+	}
+	if o.now == nil {
+		o.now = time.Now
 	}
 }
 

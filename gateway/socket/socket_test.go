@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -459,5 +460,139 @@ func TestClosedServerRefusesUpgradesAndClosesOnce(t *testing.T) {
 	}
 	if ts.s.Len() != 0 {
 		t.Fatalf("a closed server holds %d sockets", ts.s.Len())
+	}
+}
+
+func TestAFloodOfFramesIsClosedWith1008(t *testing.T) {
+	ts := newTestServer(t, Options{FrameRate: 20, FrameBurst: 50}, false)
+	raw := dialRaw(t, ts.url)
+	rec := <-ts.accepted
+	// 10,000 health checks written at once: far past 20 a second.
+	const n = 10000
+	hc := clientFrame(true, opText, []byte(`[{"type":"health.check","client_id":"x"}]`))
+	flood := bytes.Repeat(hc, n)
+	go func() { _, _ = raw.nc.Write(flood) }() // fails once the server is gone
+	began := time.Now()
+	op, payload := raw.read(t)
+	if code, _ := parseClose(payload); op != opClose || code != StatusPolicyViolation {
+		t.Fatalf("got frame %x %q, want close 1008", op, payload)
+	}
+	if took := time.Since(began); took > 2*time.Second {
+		t.Fatalf("the flood was closed after %v, want at once", took)
+	}
+	raw.nc.Close()
+	waitClosed(t, rec, 5*time.Second)
+	if got := len(rec.messages()); got > 100 {
+		t.Fatalf("%d of the flood's %d messages were delivered, want the burst (50) and little more", got, n)
+	}
+}
+
+func TestFrameRateBoundsASustainedRateNotAPace(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		every  time.Duration
+		sent   int
+		closed bool // after about 26 frames
+	}{
+		{"a health check every 300 ms is never closed", 300 * time.Millisecond, 40, false},
+		{"a frame every 50 ms, exactly the rate, is never closed", 50 * time.Millisecond, 40, false},
+		{"25 frames a second are closed once the burst is spent", 40 * time.Millisecond, 40, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var clock atomic.Int64
+			clock.Store(time.Unix(1000, 0).UnixNano())
+			ts := newTestServer(t, Options{FrameRate: 20, FrameBurst: 5, now: func() time.Time { return time.Unix(0, clock.Load()) }}, false)
+			raw := dialRaw(t, ts.url)
+			rec := <-ts.accepted
+			// The server writes nothing but its close frame to this client:
+			// the first byte back is the socket being closed.
+			gotClose := make(chan struct{})
+			go func() {
+				_, _ = raw.br.Peek(1)
+				close(gotClose)
+			}()
+			closedAt := -1
+			for i := range tc.sent {
+				raw.write(t, clientFrame(true, opText, []byte(`[{"type":"health.check"}]`)))
+				waitFor(t, func() bool {
+					select {
+					case <-gotClose:
+						return true
+					default:
+						return len(rec.messages()) == i+1
+					}
+				})
+				if len(rec.messages()) != i+1 {
+					closedAt = i
+					break
+				}
+				clock.Add(int64(tc.every))
+			}
+			if !tc.closed {
+				if closedAt >= 0 {
+					t.Fatalf("closed at frame %d of %d sent every %v", closedAt, tc.sent, tc.every)
+				}
+				return
+			}
+			// A burst of 5 spent at 0.2 tokens a frame: refused at the 26th.
+			if closedAt < 20 || closedAt > 30 {
+				t.Fatalf("refused frame %d, want about the 26th", closedAt)
+			}
+			if op, payload := raw.read(t); op != opClose || binary.BigEndian.Uint16(payload) != uint16(StatusPolicyViolation) {
+				t.Fatalf("got frame %x %q, want close 1008", op, payload)
+			}
+		})
+	}
+}
+
+// TestASocketOutlivesTheHTTPServersTimeouts: the HTTP server's read, write
+// and idle timeouts bound the handshake request only; the socket it becomes
+// lives on.
+func TestASocketOutlivesTheHTTPServersTimeouts(t *testing.T) {
+	s, err := NewServer(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted := make(chan *recorder, 1)
+	hs := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := s.Upgrade(w, r)
+		if err != nil {
+			return
+		}
+		rec := &recorder{c: c, closed: make(chan struct{}), echo: true}
+		c.Start(rec)
+		accepted <- rec
+	}))
+	const timeout = 50 * time.Millisecond
+	hs.Config.ReadHeaderTimeout, hs.Config.ReadTimeout, hs.Config.WriteTimeout, hs.Config.IdleTimeout = timeout, timeout, timeout, timeout
+	hs.Start()
+	t.Cleanup(func() {
+		hs.Close()
+		s.Close()
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(hs.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+	rec := <-accepted
+	// Messages both ways over ten times the timeouts.
+	for end := time.Now().Add(10 * timeout); time.Now().Before(end); {
+		if err := ws.Write(ctx, websocket.MessageText, []byte("hi")); err != nil {
+			t.Fatalf("write after %v: %v", 10*timeout, err)
+		}
+		if _, _, err := ws.Read(ctx); err != nil {
+			t.Fatalf("the socket died under the HTTP server's timeouts: %v", err)
+		}
+	}
+	select {
+	case <-rec.closed:
+		t.Fatal("the socket closed")
+	default:
+	}
+	if err := ws.Close(websocket.StatusNormalClosure, ""); err != nil {
+		t.Fatalf("close: %v", err)
 	}
 }

@@ -147,7 +147,10 @@ func startServer(ctx context.Context, bin string) (*server, error) {
 		"PRESENCE_DATA_DIR="+data, "PRESENCE_HTTP_ADDR="+httpAddr,
 		"PRESENCE_WS_ADDR=127.0.0.1:"+strconv.Itoa(ports[1]), "PRESENCE_NATS_ADDR=127.0.0.1:"+strconv.Itoa(ports[2]),
 		"PRESENCE_API_KEY="+benchKey, "PRESENCE_API_SECRET="+benchSecret, "PRESENCE_LOG_LEVEL=warn",
-		"PRESENCE_PPROF_ADDR=127.0.0.1:"+strconv.Itoa(ports[3]))
+		"PRESENCE_PPROF_ADDR=127.0.0.1:"+strconv.Itoa(ports[3]),
+		// The load's clients all come from loopback addresses: a limit per
+		// address would measure the limit.
+		"PRESENCE_CONNECT_RATE_PER_IP=0")
 	s := &server{system: presence, cmd: cmd, httpURL: "http://" + httpAddr, wsURL: "ws://127.0.0.1:" + strconv.Itoa(ports[1]) + "/connect",
 		pprof: "http://127.0.0.1:" + strconv.Itoa(ports[3]) + "/debug/pprof/", cleanup: func() { os.RemoveAll(data) }}
 	return s, s.run("http://" + httpAddr + "/readyz")
