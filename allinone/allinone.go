@@ -131,9 +131,13 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (p *Presence, err 
 	if p.natsPasswords, err = natsPasswords(cfg.DataDir); err != nil {
 		return nil, err
 	}
+	users, err := natsauth.ServerUsers(p.natsPasswords)
+	if err != nil {
+		return nil, err
+	}
 	p.ns, err = natsserver.Start(natsserver.Options{
 		Addr: cfg.NATSAddr, StoreDir: filepath.Join(cfg.DataDir, "jetstream"),
-		Users: natsauth.ServerUsers(p.natsPasswords), Log: log,
+		Users: users, Log: log,
 	})
 	if err != nil {
 		return nil, err

@@ -27,6 +27,7 @@ import (
 	"strings"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/presencehq/presence/pkg/store"
 	"github.com/presencehq/presence/pkg/subject"
@@ -179,15 +180,21 @@ func (r Role) Permissions() *server.Permissions {
 type Passwords map[string]string
 
 // ServerUsers are the users for an embedded server: every role with a
-// password in pw.
-func ServerUsers(pw Passwords) []*server.User {
+// password in pw. The server keeps only bcrypt hashes of the passwords, at
+// bcrypt's lowest cost: they are long and random, and every connect checks
+// one.
+func ServerUsers(pw Passwords) ([]*server.User, error) {
 	var users []*server.User
 	for _, r := range Roles {
 		if p := pw[r.Name]; p != "" {
-			users = append(users, &server.User{Username: r.User(), Password: p, Permissions: r.Permissions()})
+			hash, err := bcrypt.GenerateFromPassword([]byte(p), bcrypt.MinCost)
+			if err != nil {
+				return nil, fmt.Errorf("natsauth: %s password: %w", r.Name, err)
+			}
+			users = append(users, &server.User{Username: r.User(), Password: string(hash), Permissions: r.Permissions()})
 		}
 	}
-	return users
+	return users, nil
 }
 
 // Conf is deploy/nats/auth.conf: every role as a nats-server config user,

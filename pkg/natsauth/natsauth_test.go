@@ -22,7 +22,11 @@ func startServer(t *testing.T) (url string, pw natsauth.Passwords) {
 	for _, r := range natsauth.Roles {
 		pw[r.Name] = "pw-" + r.Name
 	}
-	s, err := natsserver.Start(natsserver.Options{Addr: "127.0.0.1:0", StoreDir: t.TempDir(), Users: natsauth.ServerUsers(pw)})
+	users, err := natsauth.ServerUsers(pw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := natsserver.Start(natsserver.Options{Addr: "127.0.0.1:0", StoreDir: t.TempDir(), Users: users})
 	if err != nil {
 		t.Fatal(err)
 	}
