@@ -14,8 +14,13 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/presencehq/presence/pkg/apierror"
 	"github.com/presencehq/presence/pkg/event"
+	"github.com/presencehq/presence/pkg/model"
+	"github.com/presencehq/presence/pkg/store"
+	"github.com/presencehq/presence/pkg/subject"
 )
 
 func TestAClientFloodingFramesIsClosedWith1008(t *testing.T) {
@@ -277,5 +282,49 @@ func TestHTTPServerTakesTheLargestConnectAndRefusesBloatedHeads(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
 		t.Fatalf("a request head of %d KiB answered %d, want 431", 2*maxHeaderBytes>>10, resp.StatusCode)
+	}
+}
+
+// A user holding MaxConnsPerUser connections (as the presence state the
+// workers keep says) gets the SDK's code 71 for one more, and publishes
+// nothing; one fewer lets the next in.
+func TestConnectionsPerUserAreBounded(t *testing.T) {
+	h := newHarnessWith(t, Config{MaxConnsPerUser: 3})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	kv, err := h.js.KeyValue(ctx, store.BucketPresence)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hold := func(n int) {
+		p := model.Presence{Conns: map[string]model.Conn{}}
+		for i := range n {
+			p.Conns[fmt.Sprint("elsewhere-", i)] = model.Conn{Node: "gw-other", Epoch: 1, OpenedAt: time.Now()}
+		}
+		b, _ := json.Marshal(p)
+		if _, err := kv.Put(ctx, store.Key("ann"), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	hold(3)
+	ws, first := h.dial("ann", userToken(t, "ann"), testKey, nil)
+	e, _ := first["error"].(map[string]any)
+	if e == nil || e["code"] != float64(apierror.CodeTooManyConnections) {
+		t.Fatalf("first frame = %v, want error code %d", first, apierror.CodeTooManyConnections)
+	}
+	ws.CloseNow()
+	info, err := h.js.Stream(ctx, store.StreamInput)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := info.Info(ctx, jetstream.WithSubjectFilter(subject.ConnEventsAll))
+	if n := len(st.State.Subjects); n != 0 {
+		t.Fatalf("a refused connect published: %v", st.State.Subjects)
+	}
+
+	hold(2)
+	if _, first := h.dial("ann", userToken(t, "ann"), testKey, nil); first["type"] != "connection.ok" {
+		t.Fatalf("first frame = %v, want connection.ok with one connection to spare", first)
 	}
 }
