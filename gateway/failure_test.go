@@ -9,10 +9,14 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/presencehq/presence/pkg/connevent"
 	"github.com/presencehq/presence/pkg/event"
 	"github.com/presencehq/presence/pkg/model"
+	"github.com/presencehq/presence/pkg/store"
+	"github.com/presencehq/presence/pkg/subject"
+	"github.com/presencehq/presence/pkg/watch"
 )
 
 // waitClose reads until the socket closes and returns its close status.
@@ -180,5 +184,85 @@ func TestAConnectWaitsForAFreeSlot(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the waiting connect was not admitted when a slot freed")
+	}
+}
+
+// TestASlowReaderIsClosedAndOthersKeepUp: a connection that stops reading
+// while events for it pile up is closed (its close reaches the workers like
+// any other), and a watcher of the same user next to it gets every event,
+// in order, without waiting for it.
+func TestASlowReaderIsClosedAndOthersKeepUp(t *testing.T) {
+	h := newHarnessWith(t, Config{SendQueue: 16})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	watchAnnOn := func(user string) (*websocket.Conn, string) {
+		ws, first := h.dial(user, userToken(t, user), testKey, nil)
+		id := first["connection_id"].(string)
+		if err := watch.Send(ctx, h.nc, watch.Request{ConnID: id, UserID: user, Users: []string{"ann"}}); err != nil {
+			t.Fatal(err)
+		}
+		return ws, id
+	}
+	began := time.Now()
+	fast, _ := watchAnnOn("fast")
+	_, deafID := watchAnnOn("deaf") // never read again
+
+	// Events big enough to fill the deaf socket's buffers (kernel ones
+	// included) several times over, sent no faster than the fast watcher
+	// reads: at most a window of them ahead, well inside its queue.
+	const n, window = 1200, 8
+	bio := strings.Repeat("x", 20<<10)
+	read := make(chan struct{}, n)
+	go func() {
+		for v := uint64(1); v <= n; v++ {
+			if v > window {
+				select {
+				case <-read:
+				case <-ctx.Done():
+					return
+				}
+			}
+			ev := event.Event{Type: event.PresenceChanged, User: map[string]any{"id": "ann", "online": v%2 == 1, "bio": bio}}
+			if err := event.Publish(h.nc, event.Meta{User: "ann", Stream: event.StreamPresence, Version: v}, ev.Encode()); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	for want := 1; want <= n; {
+		_, b, err := fast.Read(ctx)
+		if err != nil {
+			t.Fatalf("the fast watcher after %d of %d events: %v", want-1, n, err)
+		}
+		var f struct {
+			Type string `json:"type"`
+			User struct {
+				Online bool `json:"online"`
+			} `json:"user"`
+		}
+		if json.Unmarshal(b, &f) != nil || f.Type != event.PresenceChanged {
+			continue
+		}
+		if f.User.Online != (want%2 == 1) {
+			t.Fatalf("event %d out of order", want)
+		}
+		want++
+		read <- struct{}{}
+	}
+
+	t.Logf("the fast watcher got all %d events after %v", n, time.Since(began))
+	// The deaf connection was closed: the gateway published its close.
+	cons, err := h.js.OrderedConsumer(ctx, store.StreamInput, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject.ConnEventsAll}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		msg, err := cons.Next(jetstream.FetchMaxWait(10 * time.Second))
+		if err != nil {
+			t.Fatalf("no close of the slow reader's connection: %v", err)
+		}
+		if ev, err := connevent.Decode(msg.Data()); err == nil && ev.ConnID == deafID && ev.Kind == connevent.Closed {
+			return
+		}
 	}
 }
