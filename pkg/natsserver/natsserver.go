@@ -20,6 +20,12 @@ type Options struct {
 	StoreDir string
 	// ServerName names the server (defaults to "presence").
 	ServerName string
+	// SyncAlways has JetStream fsync every write before acknowledging it,
+	// so an acknowledged write survives a power loss or kernel crash too.
+	// Off, nats-server's default holds: writes reach the OS page cache
+	// before the acknowledgement (a crash of the process loses nothing)
+	// and are fsynced every 2 minutes.
+	SyncAlways bool
 }
 
 // Start starts a server and waits until it accepts clients.
@@ -50,6 +56,7 @@ func Start(o Options) (*server.Server, error) {
 		StoreDir:   o.StoreDir,
 		NoSigs:     true,
 		MaxPayload: 1 << 20,
+		SyncAlways: o.SyncAlways,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("nats server: %w", err)
