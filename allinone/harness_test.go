@@ -27,3 +27,14 @@ func startForTest(t *testing.T, cfg Config) *Presence {
 	t.Cleanup(p.Close)
 	return p
 }
+
+// endpoint is a running Presence as its test clients see it: where it serves
+// and the credentials it takes. The server may run in this process or in a
+// child process.
+type endpoint struct {
+	httpURL, wsURL, key, secret string
+}
+
+func endpointOf(p *Presence) endpoint {
+	return endpoint{httpURL: p.HTTPURL(), wsURL: p.WSURL(), key: p.cfg.APIKey, secret: p.Secret}
+}
