@@ -41,6 +41,7 @@ type Config struct {
 	HTTPAddr          string
 	WSAddr            string
 	NATSAddr          string
+	NATSSyncAlways    bool
 	APIKey            string
 	APISecret         string
 	APISecretPrevious string
@@ -64,6 +65,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.HTTPAddr, "http-addr", ":3030", "REST address (also serves /connect)")
 	fs.StringVar(&c.WSAddr, "ws-addr", ":8800", "WebSocket /connect address (the SDK's default)")
 	fs.StringVar(&c.NATSAddr, "nats-addr", "127.0.0.1:4222", "client address of the embedded NATS server (loopback only by default; e.g. :4222 exposes it)")
+	fs.BoolVar(&c.NATSSyncAlways, "nats-sync-always", false, "fsync each JetStream write before acknowledging it, so acknowledged writes survive a power loss or kernel crash, not only a crash of the process (cost: BENCHMARKS.md); off: nats-server's default, fsync every 2 minutes")
 	fs.StringVar(&c.APIKey, "api-key", "presence", "API key clients must send")
 	fs.StringVar(&c.APISecret, "api-secret", "", "API secret signing tokens; generated and kept in the data dir when empty")
 	fs.StringVar(&c.APISecretPrevious, "api-secret-previous", "", "previous API secret, still accepted while rotating")
@@ -136,7 +138,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (p *Presence, err 
 		return nil, err
 	}
 	p.ns, err = natsserver.Start(natsserver.Options{
-		Addr: cfg.NATSAddr, StoreDir: filepath.Join(cfg.DataDir, "jetstream"),
+		Addr: cfg.NATSAddr, StoreDir: filepath.Join(cfg.DataDir, "jetstream"), SyncAlways: cfg.NATSSyncAlways,
 		Users: users, Log: log,
 	})
 	if err != nil {

@@ -75,3 +75,14 @@ func (v *violations) seen() []string {
 	defer v.mu.Unlock()
 	return slices.Clone(v.msgs)
 }
+
+// endpoint is a running Presence as its test clients see it: where it serves
+// and the credentials it takes. The server may run in this process or in a
+// child process.
+type endpoint struct {
+	httpURL, wsURL, key, secret string
+}
+
+func endpointOf(p *Presence) endpoint {
+	return endpoint{httpURL: p.HTTPURL(), wsURL: p.WSURL(), key: p.cfg.APIKey, secret: p.Secret}
+}

@@ -22,12 +22,19 @@ import (
 // connectUser opens an SDK-like socket for user and waits for connection.ok.
 func connectUser(t *testing.T, p *Presence, user string) *websocket.Conn {
 	t.Helper()
-	tok, _ := token.ForUser(p.Secret, user)
+	return endpointOf(p).connect(t, user)
+}
+
+// connect opens an SDK-like socket to e for user and waits for
+// connection.ok; the socket is read (and dropped) until it closes.
+func (e endpoint) connect(t *testing.T, user string) *websocket.Conn {
+	t.Helper()
+	tok, _ := token.ForUser(e.secret, user)
 	payload, _ := json.Marshal(map[string]any{"user_id": user, "user_details": map[string]any{"id": user}})
-	q := url.Values{"json": {string(payload)}, "api_key": {p.cfg.APIKey}, "authorization": {tok}}
+	q := url.Values{"json": {string(payload)}, "api_key": {e.key}, "authorization": {tok}}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	ws, _, err := websocket.Dial(ctx, p.WSURL()+"/connect?"+q.Encode(), nil)
+	ws, _, err := websocket.Dial(ctx, e.wsURL+"/connect?"+q.Encode(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,15 +64,30 @@ func online(t *testing.T, p *Presence, ids ...string) map[string]bool {
 }
 
 func tryOnline(p *Presence, ids ...string) (map[string]bool, error) {
-	q, _ := json.Marshal(map[string]any{"filter_conditions": map[string]any{"id": map[string]any{"$in": ids}}})
-	out, err := tryRest(p, "GET", "/users?payload="+url.QueryEscape(string(q)), nil)
+	users, err := endpointOf(p).users(ids...)
 	if err != nil {
 		return nil, err
 	}
 	got := map[string]bool{}
+	for id, u := range users {
+		got[id] = u["online"] == true
+	}
+	return got, nil
+}
+
+// users reads ids (at most 100) server-side with queryUsers, which the api
+// answers from its query index: id → the user as the SDK sees it, for those
+// that exist.
+func (e endpoint) users(ids ...string) (map[string]map[string]any, error) {
+	q, _ := json.Marshal(map[string]any{"filter_conditions": map[string]any{"id": map[string]any{"$in": ids}}, "limit": len(ids)})
+	out, err := e.rest("GET", "/users?payload="+url.QueryEscape(string(q)), nil)
+	if err != nil {
+		return nil, err
+	}
+	got := map[string]map[string]any{}
 	for _, u := range out["users"].([]any) {
 		m := u.(map[string]any)
-		got[m["id"].(string)] = m["online"] == true
+		got[m["id"].(string)] = m
 	}
 	return got, nil
 }

@@ -26,7 +26,13 @@ func rest(t *testing.T, p *Presence, method, path string, body any) map[string]a
 
 // tryRest is rest returning its failure.
 func tryRest(p *Presence, method, path string, body any) (map[string]any, error) {
-	tok, err := token.ForServer(p.Secret)
+	return endpointOf(p).rest(method, path, body)
+}
+
+// rest calls e's REST API server-side and decodes the answer; an answer
+// other than 200 or 201 is an error.
+func (e endpoint) rest(method, path string, body any) (map[string]any, error) {
+	tok, err := token.ForServer(e.secret)
 	if err != nil {
 		return nil, err
 	}
@@ -39,7 +45,7 @@ func tryRest(p *Presence, method, path string, body any) (map[string]any, error)
 	if strings.Contains(path, "?") {
 		sep = "&"
 	}
-	req, _ := http.NewRequest(method, p.HTTPURL()+path+sep+"api_key="+url.QueryEscape(p.cfg.APIKey), rd)
+	req, _ := http.NewRequest(method, e.httpURL+path+sep+"api_key="+url.QueryEscape(e.key), rd)
 	req.Header.Set("Authorization", tok)
 	req.Header.Set("stream-auth-type", "jwt")
 	req.Header.Set("Content-Type", "application/json")

@@ -27,6 +27,12 @@ type Options struct {
 	// Log receives the server's warnings and errors (permission violations
 	// among them); nil discards them.
 	Log *slog.Logger
+	// SyncAlways has JetStream fsync every write before acknowledging it,
+	// so an acknowledged write survives a power loss or kernel crash too.
+	// Off, nats-server's default holds: writes reach the OS page cache
+	// before the acknowledgement (a crash of the process loses nothing)
+	// and are fsynced every 2 minutes.
+	SyncAlways bool
 }
 
 // Start starts a server and waits until it accepts clients.
@@ -58,6 +64,7 @@ func Start(o Options) (*server.Server, error) {
 		NoSigs:     true,
 		MaxPayload: 1 << 20,
 		Users:      o.Users,
+		SyncAlways: o.SyncAlways,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("nats server: %w", err)
