@@ -36,11 +36,13 @@ fuzz-short:
 	$(GO) test ./pkg/filter -run '^$$' -fuzz '^FuzzParseFilter$$' -fuzztime 5s -fuzzminimizetime 1s
 	$(GO) test ./pkg/filter -run '^$$' -fuzz '^FuzzSort$$' -fuzztime 5s -fuzzminimizetime 1s
 	$(GO) test ./gateway/socket -run '^$$' -fuzz '^FuzzClientBytes$$' -fuzztime 5s -fuzzminimizetime 1s
+	$(GO) test ./pkg/token -run '^$$' -fuzz '^FuzzCheck$$' -fuzztime 5s -fuzzminimizetime 1s
 
 fuzz:
 	$(GO) test ./pkg/filter -run '^$$' -fuzz '^FuzzParseFilter$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./pkg/filter -run '^$$' -fuzz '^FuzzSort$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./gateway/socket -run '^$$' -fuzz '^FuzzClientBytes$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./pkg/token -run '^$$' -fuzz '^FuzzCheck$$' -fuzztime $(FUZZTIME)
 
 build:
 	mkdir -p bin
