@@ -37,12 +37,16 @@ fuzz-short:
 	$(GO) test ./pkg/filter -run '^$$' -fuzz '^FuzzSort$$' -fuzztime 5s -fuzzminimizetime 1s
 	$(GO) test ./gateway/socket -run '^$$' -fuzz '^FuzzClientBytes$$' -fuzztime 5s -fuzzminimizetime 1s
 	$(GO) test ./pkg/token -run '^$$' -fuzz '^FuzzCheck$$' -fuzztime 5s -fuzzminimizetime 1s
+	$(GO) test ./pkg/subject -run '^$$' -fuzz '^FuzzCheckIDs$$' -fuzztime 5s -fuzzminimizetime 1s
+	$(GO) test ./pkg/subject -run '^$$' -fuzz '^FuzzParseSubjects$$' -fuzztime 5s -fuzzminimizetime 1s
 
 fuzz:
 	$(GO) test ./pkg/filter -run '^$$' -fuzz '^FuzzParseFilter$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./pkg/filter -run '^$$' -fuzz '^FuzzSort$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./gateway/socket -run '^$$' -fuzz '^FuzzClientBytes$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./pkg/token -run '^$$' -fuzz '^FuzzCheck$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./pkg/subject -run '^$$' -fuzz '^FuzzCheckIDs$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./pkg/subject -run '^$$' -fuzz '^FuzzParseSubjects$$' -fuzztime $(FUZZTIME)
 
 build:
 	mkdir -p bin
