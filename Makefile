@@ -39,6 +39,7 @@ fuzz-short:
 	$(GO) test ./pkg/token -run '^$$' -fuzz '^FuzzCheck$$' -fuzztime 5s -fuzzminimizetime 1s
 	$(GO) test ./pkg/subject -run '^$$' -fuzz '^FuzzCheckIDs$$' -fuzztime 5s -fuzzminimizetime 1s
 	$(GO) test ./pkg/subject -run '^$$' -fuzz '^FuzzParseSubjects$$' -fuzztime 5s -fuzzminimizetime 1s
+	$(GO) test ./pkg/connid -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 5s -fuzzminimizetime 1s
 
 fuzz:
 	$(GO) test ./pkg/filter -run '^$$' -fuzz '^FuzzParseFilter$$' -fuzztime $(FUZZTIME)
@@ -47,6 +48,7 @@ fuzz:
 	$(GO) test ./pkg/token -run '^$$' -fuzz '^FuzzCheck$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./pkg/subject -run '^$$' -fuzz '^FuzzCheckIDs$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./pkg/subject -run '^$$' -fuzz '^FuzzParseSubjects$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./pkg/connid -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 
 build:
 	mkdir -p bin
