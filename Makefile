@@ -41,6 +41,7 @@ fuzz-short:
 	$(GO) test ./pkg/subject -run '^$$' -fuzz '^FuzzParseSubjects$$' -fuzztime 5s -fuzzminimizetime 1s
 	$(GO) test ./pkg/connid -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 5s -fuzzminimizetime 1s
 	$(GO) test ./pkg/model -run '^$$' -fuzz '^FuzzUserJSON$$' -fuzztime 5s -fuzzminimizetime 1s
+	$(GO) test ./gateway -run '^$$' -fuzz '^FuzzConnect$$' -fuzztime 5s -fuzzminimizetime 1s
 
 fuzz:
 	$(GO) test ./pkg/filter -run '^$$' -fuzz '^FuzzParseFilter$$' -fuzztime $(FUZZTIME)
@@ -51,6 +52,7 @@ fuzz:
 	$(GO) test ./pkg/subject -run '^$$' -fuzz '^FuzzParseSubjects$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./pkg/connid -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./pkg/model -run '^$$' -fuzz '^FuzzUserJSON$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./gateway -run '^$$' -fuzz '^FuzzConnect$$' -fuzztime $(FUZZTIME)
 
 build:
 	mkdir -p bin
