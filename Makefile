@@ -42,6 +42,12 @@ fuzz-short:
 	$(GO) test ./pkg/connid -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 5s -fuzzminimizetime 1s
 	$(GO) test ./pkg/model -run '^$$' -fuzz '^FuzzUserJSON$$' -fuzztime 5s -fuzzminimizetime 1s
 	$(GO) test ./gateway -run '^$$' -fuzz '^FuzzConnect$$' -fuzztime 5s -fuzzminimizetime 1s
+	$(GO) test ./api -run '^$$' -fuzz '^FuzzParseMembers$$' -fuzztime 5s -fuzzminimizetime 1s
+	$(GO) test ./api -run '^$$' -fuzz '^FuzzChannelBodies$$' -fuzztime 5s -fuzzminimizetime 1s
+	$(GO) test ./api -run '^$$' -fuzz '^FuzzUserBodies$$' -fuzztime 5s -fuzzminimizetime 1s
+	$(GO) test ./api -run '^$$' -fuzz '^FuzzQueryPayload$$' -fuzztime 5s -fuzzminimizetime 1s
+	$(GO) test ./api -run '^$$' -fuzz '^FuzzChannelTypeBody$$' -fuzztime 5s -fuzzminimizetime 1s
+	$(GO) test ./api -run '^$$' -fuzz '^FuzzQueryIndex$$' -fuzztime 5s -fuzzminimizetime 1s
 
 fuzz:
 	$(GO) test ./pkg/filter -run '^$$' -fuzz '^FuzzParseFilter$$' -fuzztime $(FUZZTIME)
@@ -53,6 +59,12 @@ fuzz:
 	$(GO) test ./pkg/connid -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./pkg/model -run '^$$' -fuzz '^FuzzUserJSON$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./gateway -run '^$$' -fuzz '^FuzzConnect$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./api -run '^$$' -fuzz '^FuzzParseMembers$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./api -run '^$$' -fuzz '^FuzzChannelBodies$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./api -run '^$$' -fuzz '^FuzzUserBodies$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./api -run '^$$' -fuzz '^FuzzQueryPayload$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./api -run '^$$' -fuzz '^FuzzChannelTypeBody$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./api -run '^$$' -fuzz '^FuzzQueryIndex$$' -fuzztime $(FUZZTIME)
 
 build:
 	mkdir -p bin
