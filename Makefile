@@ -29,9 +29,13 @@ e2e-deps:
 unit:
 	PRESENCE_E2E=1 $(GO) test -race -count=1 -timeout 8m $(PACKAGES)
 
-# A few seconds per fuzz target in make test: the filter language and the
-# WebSocket frame parser never panic and keep their properties. `make fuzz`
-# runs each for FUZZTIME.
+# A few seconds per fuzz target in make test: every parser of what clients
+# send never panics and keeps its properties (the filter language, WebSocket
+# frames, tokens, ids and subjects, connection ids, user profiles, the
+# connect query, the api's request bodies and the index's reading of
+# filters). `make fuzz` runs each for FUZZTIME. The corpus of each target
+# (<package>/testdata/fuzz/<target>) also runs in the unit tests; a failing
+# input the fuzzer finds is written there, to keep as a regression.
 fuzz-short:
 	$(GO) test ./pkg/filter -run '^$$' -fuzz '^FuzzParseFilter$$' -fuzztime 5s -fuzzminimizetime 1s
 	$(GO) test ./pkg/filter -run '^$$' -fuzz '^FuzzSort$$' -fuzztime 5s -fuzzminimizetime 1s

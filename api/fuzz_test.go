@@ -30,6 +30,7 @@ import (
 // its HTTP status, never a raw Go error, which the client would see as an
 // internal error; and what is accepted must keep the documented bounds.
 
+// fuzzEcho makes the contexts decode reads bodies from.
 var fuzzEcho = echo.New()
 
 // decodeBody decodes body into v as a handler's decode does.
