@@ -434,6 +434,26 @@ type channelUpdate struct {
 	Data          map[string]any `json:"data"`
 }
 
+// parse checks the update before anything is read or written: the members
+// to add, and the custom fields that are to replace the channel's (nil when
+// data is not given, or has none).
+func (u channelUpdate) parse(cl caller) (add []memberInput, custom map[string]any, err error) {
+	if u.AddMembers != nil {
+		if add, err = parseMembers(u.AddMembers, cl); err != nil {
+			return nil, nil, err
+		}
+	}
+	if err := parseIDs(u.RemoveMembers, "remove_members"); err != nil {
+		return nil, nil, err
+	}
+	if u.Data != nil {
+		if custom, err = customFields(u.Data); err != nil {
+			return nil, nil, err
+		}
+	}
+	return add, custom, nil
+}
+
 // updateChannel is POST /channels/{type}/{id}: add or remove members, or
 // replace the custom data.
 func (s *Server) updateChannel(c echo.Context) error {
@@ -447,21 +467,9 @@ func (s *Server) updateChannel(c echo.Context) error {
 	if err := decode(c, &body); err != nil {
 		return err
 	}
-	var add []memberInput
-	var err error
-	if body.AddMembers != nil {
-		if add, err = parseMembers(body.AddMembers, cl); err != nil {
-			return err
-		}
-	}
-	if err := parseIDs(body.RemoveMembers, "remove_members"); err != nil {
+	add, custom, err := body.parse(cl)
+	if err != nil {
 		return err
-	}
-	var custom map[string]any
-	if body.Data != nil {
-		if custom, err = customFields(body.Data); err != nil {
-			return err
-		}
 	}
 	if len(add) > 0 {
 		ids := make([]string, len(add))
@@ -529,6 +537,34 @@ type channelPatch struct {
 	Unset []string       `json:"unset"`
 }
 
+// check checks the patch before anything is read or written.
+func (p channelPatch) check() error {
+	for _, f := range p.Unset {
+		if f == "" || len(f) > 256 {
+			return apierror.Input("unset field names must have 1 to 256 characters")
+		}
+	}
+	return nil
+}
+
+// apply returns custom as the patch changes it, custom itself untouched: set
+// first, then unset; the channel's own fields are not changed this way.
+func (p channelPatch) apply(custom map[string]any) (map[string]any, error) {
+	custom = maps.Clone(custom)
+	if custom == nil {
+		custom = map[string]any{}
+	}
+	for k, v := range p.Set {
+		if !model.ChannelReserved[k] && k != "" {
+			custom[k] = v
+		}
+	}
+	for _, k := range p.Unset {
+		delete(custom, k)
+	}
+	return customFields(custom)
+}
+
 // partialUpdateChannel is PATCH /channels/{type}/{id}: set and unset custom
 // fields (the channel's own fields are not changed this way).
 func (s *Server) partialUpdateChannel(c echo.Context) error {
@@ -542,10 +578,8 @@ func (s *Server) partialUpdateChannel(c echo.Context) error {
 	if err := decode(c, &body); err != nil {
 		return err
 	}
-	for _, f := range body.Unset {
-		if f == "" || len(f) > 256 {
-			return apierror.Input("unset field names must have 1 to 256 characters")
-		}
+	if err := body.check(); err != nil {
+		return err
 	}
 	now := s.now()
 	ch, rev, _, err := store.Update(ctx, s.st.Channels, store.ChannelKey(typ, id), func(ch *model.Channel, exists bool) error {
@@ -555,20 +589,8 @@ func (s *Server) partialUpdateChannel(c echo.Context) error {
 		if !canUpdate(cl, *ch) {
 			return apierror.NotAllowed("user %s may not update channel %s", cl.user, ch.CID())
 		}
-		custom := maps.Clone(ch.Custom)
-		if custom == nil {
-			custom = map[string]any{}
-		}
-		for k, v := range body.Set {
-			if !model.ChannelReserved[k] && k != "" {
-				custom[k] = v
-			}
-		}
-		for _, k := range body.Unset {
-			delete(custom, k)
-		}
 		var err error
-		if ch.Custom, err = customFields(custom); err != nil {
+		if ch.Custom, err = body.apply(ch.Custom); err != nil {
 			return err
 		}
 		ch.UpdatedAt = now
@@ -636,29 +658,38 @@ type channelsQuery struct {
 // defaultChannelSort is Stream's: most recently updated first.
 var defaultChannelSort = filter.Sort{{Field: "last_updated", Direction: -1}}
 
+// parseChannelsQuery checks the body of POST /channels; the sort defaults to
+// defaultChannelSort, the members shown of each channel to DefaultMemberLimit.
+func parseChannelsQuery(q channelsQuery) (p parsed, memberLimit int, err error) {
+	const op = "QueryChannels"
+	if p, err = q.parse(op, DefaultChannelsLimit, MaxChannelsLimit); err != nil {
+		return parsed{}, 0, err
+	}
+	if len(p.sort) == 0 {
+		p.sort = defaultChannelSort
+	}
+	memberLimit = DefaultMemberLimit
+	if q.MemberLimit != nil && *q.MemberLimit != 0 {
+		memberLimit = *q.MemberLimit
+	}
+	if memberLimit < 1 || memberLimit > MaxMemberLimit {
+		return parsed{}, 0, opError(op, "member_limit must be between 1 and %d", MaxMemberLimit)
+	}
+	return p, memberLimit, nil
+}
+
 // queryChannels is POST /channels: filter, sort and page the channels the
 // caller may see, and with watch/presence watch them all on its connection.
 func (s *Server) queryChannels(c echo.Context) error {
-	const op = "QueryChannels"
 	cl := callerOf(c)
 	ctx := c.Request().Context()
 	var q channelsQuery
 	if err := decode(c, &q); err != nil {
 		return err
 	}
-	p, err := q.parse(op, DefaultChannelsLimit, MaxChannelsLimit)
+	p, memberLimit, err := parseChannelsQuery(q)
 	if err != nil {
 		return err
-	}
-	if len(p.sort) == 0 {
-		p.sort = defaultChannelSort
-	}
-	memberLimit := DefaultMemberLimit
-	if q.MemberLimit != nil && *q.MemberLimit != 0 {
-		memberLimit = *q.MemberLimit
-	}
-	if memberLimit < 1 || memberLimit > MaxMemberLimit {
-		return opError(op, "member_limit must be between 1 and %d", MaxMemberLimit)
 	}
 	if err := s.idx.sync(ctx, store.BucketChannels); err != nil {
 		return err

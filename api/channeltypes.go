@@ -105,6 +105,18 @@ func applyChannelTypeFields(ct *model.ChannelType, body map[string]json.RawMessa
 	return nil
 }
 
+// channelTypeName is the name of the type a POST /channeltypes body creates.
+func channelTypeName(body map[string]json.RawMessage) (string, error) {
+	var name string
+	if err := json.Unmarshal(body["name"], &name); err != nil || name == "" {
+		return "", apierror.Input("name is required")
+	}
+	if err := subject.CheckChannelType(name); err != nil {
+		return "", apierror.Input("%v", err)
+	}
+	return name, nil
+}
+
 // createChannelType is POST /channeltypes (server-side only).
 func (s *Server) createChannelType(c echo.Context) error {
 	if err := serverOnly(callerOf(c), "creating a channel type"); err != nil {
@@ -114,12 +126,9 @@ func (s *Server) createChannelType(c echo.Context) error {
 	if err := decode(c, &body); err != nil {
 		return err
 	}
-	var name string
-	if err := json.Unmarshal(body["name"], &name); err != nil || name == "" {
-		return apierror.Input("name is required")
-	}
-	if err := subject.CheckChannelType(name); err != nil {
-		return apierror.Input("%v", err)
+	name, err := channelTypeName(body)
+	if err != nil {
+		return err
 	}
 	now := s.now()
 	ct := model.DefaultChannelTypes(now)[0]

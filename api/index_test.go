@@ -38,11 +38,11 @@ func (e entry) Operation() jetstream.KeyValueOp { return e.op }
 // memIndex is an index without NATS, fed by feed.
 type memIndex struct {
 	*index
-	t   *testing.T
+	t   testing.TB
 	rev uint64
 }
 
-func newMemIndex(t *testing.T) *memIndex {
+func newMemIndex(t testing.TB) *memIndex {
 	t.Helper()
 	ix := &index{log: slog.New(slog.DiscardHandler), applied: map[string]uint64{}, changed: make(chan struct{}), caughtUp: map[string]int{}}
 	ix.names = []string{store.BucketUsers, store.BucketPresence, store.BucketChannels}

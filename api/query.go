@@ -116,28 +116,37 @@ type usersQuery struct {
 	Presence bool `json:"presence"`
 }
 
-// queryUsers is GET /users?payload=...: filter, sort and page users, and with
-// presence: true watch the returned users on the caller's connection.
-func (s *Server) queryUsers(c echo.Context) error {
+// parseUsersQuery reads and checks the payload query parameter of GET
+// /users; the sort defaults to defaultUserSort.
+func parseUsersQuery(raw string) (usersQuery, parsed, error) {
 	const op = "QueryUsers"
-	cl := callerOf(c)
-	ctx := c.Request().Context()
-	raw := c.QueryParam("payload")
 	if len(raw) > MaxBodyBytes {
-		return apierror.New(apierror.CodePayloadTooBig, http.StatusRequestEntityTooLarge, "payload is larger than %d bytes", MaxBodyBytes)
+		return usersQuery{}, parsed{}, apierror.New(apierror.CodePayloadTooBig, http.StatusRequestEntityTooLarge, "payload is larger than %d bytes", MaxBodyBytes)
 	}
 	var q usersQuery
 	if raw != "" {
 		if err := json.Unmarshal([]byte(raw), &q); err != nil {
-			return opError(op, "invalid payload: %s", jsonError(err))
+			return usersQuery{}, parsed{}, opError(op, "invalid payload: %s", jsonError(err))
 		}
 	}
 	p, err := q.parse(op, DefaultUsersLimit, MaxUsersLimit)
 	if err != nil {
-		return err
+		return usersQuery{}, parsed{}, err
 	}
 	if len(p.sort) == 0 {
 		p.sort = defaultUserSort
+	}
+	return q, p, nil
+}
+
+// queryUsers is GET /users?payload=...: filter, sort and page users, and with
+// presence: true watch the returned users on the caller's connection.
+func (s *Server) queryUsers(c echo.Context) error {
+	cl := callerOf(c)
+	ctx := c.Request().Context()
+	q, p, err := parseUsersQuery(c.QueryParam("payload"))
+	if err != nil {
+		return err
 	}
 	if err := s.idx.sync(ctx, store.BucketUsers, store.BucketPresence); err != nil {
 		return err

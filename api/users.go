@@ -42,33 +42,9 @@ func (s *Server) upsertUsers(c echo.Context) error {
 	if err := decode(c, &body); err != nil {
 		return err
 	}
-	if len(body.Users) == 0 {
-		return opError("UpdateUsers", "users is required")
-	}
-	if len(body.Users) > MaxUsersPerCall {
-		return opError("UpdateUsers", "at most %d users per call", MaxUsersPerCall)
-	}
-	ids := slices.Sorted(maps.Keys(body.Users))
-	inputs := make(map[string]model.User, len(ids))
-	for _, id := range ids {
-		if err := subject.CheckUserID(id); err != nil {
-			return opError("UpdateUsers", "%v", err)
-		}
-		if !cl.server && id != cl.user {
-			return apierror.NotAllowed("user %s may not update user %s", cl.user, id)
-		}
-		raw := body.Users[id]
-		if len(raw) > model.MaxUserBytes {
-			return opError("UpdateUsers", "user %s is larger than %d bytes", id, model.MaxUserBytes)
-		}
-		var in model.User
-		if err := json.Unmarshal(raw, &in); err != nil {
-			return opError("UpdateUsers", "user %s: %s", id, jsonError(err))
-		}
-		if in.ID != "" && in.ID != id {
-			return opError("UpdateUsers", "user id %s does not match its key %s", in.ID, id)
-		}
-		inputs[id] = in
+	ids, inputs, err := parseUpserts(body.Users, cl)
+	if err != nil {
+		return err
 	}
 	out := map[string]any{}
 	for _, id := range ids {
@@ -94,6 +70,40 @@ func (s *Server) upsertUsers(c echo.Context) error {
 	return s.replyUsers(c, cl, out)
 }
 
+// parseUpserts reads and checks every user of an upsert before any is
+// written (I7): the ids, in order, and the profiles they are to get.
+func parseUpserts(users map[string]json.RawMessage, cl caller) ([]string, map[string]model.User, error) {
+	if len(users) == 0 {
+		return nil, nil, opError("UpdateUsers", "users is required")
+	}
+	if len(users) > MaxUsersPerCall {
+		return nil, nil, opError("UpdateUsers", "at most %d users per call", MaxUsersPerCall)
+	}
+	ids := slices.Sorted(maps.Keys(users))
+	inputs := make(map[string]model.User, len(ids))
+	for _, id := range ids {
+		if err := subject.CheckUserID(id); err != nil {
+			return nil, nil, opError("UpdateUsers", "%v", err)
+		}
+		if !cl.server && id != cl.user {
+			return nil, nil, apierror.NotAllowed("user %s may not update user %s", cl.user, id)
+		}
+		raw := users[id]
+		if len(raw) > model.MaxUserBytes {
+			return nil, nil, opError("UpdateUsers", "user %s is larger than %d bytes", id, model.MaxUserBytes)
+		}
+		var in model.User
+		if err := json.Unmarshal(raw, &in); err != nil {
+			return nil, nil, opError("UpdateUsers", "user %s: %s", id, jsonError(err))
+		}
+		if in.ID != "" && in.ID != id {
+			return nil, nil, opError("UpdateUsers", "user id %s does not match its key %s", in.ID, id)
+		}
+		inputs[id] = in
+	}
+	return ids, inputs, nil
+}
+
 type partialUpdate struct {
 	ID    string         `json:"id"`
 	Set   map[string]any `json:"set"`
@@ -109,38 +119,8 @@ func (s *Server) partialUpdateUsers(c echo.Context) error {
 	if err := decode(c, &body); err != nil {
 		return err
 	}
-	if len(body.Users) == 0 {
-		return opError("UpdateUsersPartial", "users is required")
-	}
-	if len(body.Users) > MaxUsersPerCall {
-		return opError("UpdateUsersPartial", "at most %d users per call", MaxUsersPerCall)
-	}
-	for _, pu := range body.Users {
-		if err := subject.CheckUserID(pu.ID); err != nil {
-			return opError("UpdateUsersPartial", "%v", err)
-		}
-		if !cl.server && pu.ID != cl.user {
-			return apierror.NotAllowed("user %s may not update user %s", cl.user, pu.ID)
-		}
-		_, setRole := pu.Set["role"]
-		if !cl.server && (setRole || slices.Contains(pu.Unset, "role")) {
-			return apierror.NotAllowed("changing role is allowed only with server-side auth")
-		}
-		for _, f := range pu.Unset {
-			if f == "" || len(f) > 256 {
-				return opError("UpdateUsersPartial", "unset field names must have 1 to 256 characters")
-			}
-			if _, both := pu.Set[f]; both {
-				return opError("UpdateUsersPartial", "field %s is both set and unset", f)
-			}
-		}
-		// Type-check before any write, so bad input changes nothing (I7).
-		var probe model.User
-		for k, v := range pu.Set {
-			if err := probe.Set(k, v); err != nil {
-				return opError("UpdateUsersPartial", "%v", err)
-			}
-		}
+	if err := checkPartialUpdates(body.Users, cl); err != nil {
+		return err
 	}
 	out := map[string]any{}
 	for _, pu := range body.Users {
@@ -166,6 +146,45 @@ func (s *Server) partialUpdateUsers(c echo.Context) error {
 		out[pu.ID] = u
 	}
 	return s.replyUsers(c, cl, out)
+}
+
+// checkPartialUpdates checks every update of a PATCH /users before any is
+// written, so bad input changes nothing (I7).
+func checkPartialUpdates(users []partialUpdate, cl caller) error {
+	if len(users) == 0 {
+		return opError("UpdateUsersPartial", "users is required")
+	}
+	if len(users) > MaxUsersPerCall {
+		return opError("UpdateUsersPartial", "at most %d users per call", MaxUsersPerCall)
+	}
+	for _, pu := range users {
+		if err := subject.CheckUserID(pu.ID); err != nil {
+			return opError("UpdateUsersPartial", "%v", err)
+		}
+		if !cl.server && pu.ID != cl.user {
+			return apierror.NotAllowed("user %s may not update user %s", cl.user, pu.ID)
+		}
+		_, setRole := pu.Set["role"]
+		if !cl.server && (setRole || slices.Contains(pu.Unset, "role")) {
+			return apierror.NotAllowed("changing role is allowed only with server-side auth")
+		}
+		for _, f := range pu.Unset {
+			if f == "" || len(f) > 256 {
+				return opError("UpdateUsersPartial", "unset field names must have 1 to 256 characters")
+			}
+			if _, both := pu.Set[f]; both {
+				return opError("UpdateUsersPartial", "field %s is both set and unset", f)
+			}
+		}
+		// The type of a field decides, not the profile it is set on.
+		var probe model.User
+		for k, v := range pu.Set {
+			if err := probe.Set(k, v); err != nil {
+				return opError("UpdateUsersPartial", "%v", err)
+			}
+		}
+	}
+	return nil
 }
 
 // replyUsers answers {"users": {id: view}} with each user's current presence.

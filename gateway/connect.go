@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
 	"reflect"
 	"sync/atomic"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/presencehq/presence/pkg/model"
 	"github.com/presencehq/presence/pkg/store"
 	"github.com/presencehq/presence/pkg/subject"
+	"github.com/presencehq/presence/pkg/token"
 
 	"github.com/presencehq/presence/gateway/socket"
 )
@@ -111,33 +113,9 @@ func (g *Gateway) admit(r *http.Request, sock *socket.Conn) (*conn, model.User, 
 			return nil, model.User{}, model.Presence{}, apierror.New(apierror.CodeRateLimit, http.StatusTooManyRequests, "too many connects from this address, retry shortly")
 		}
 	}
-	q := r.URL.Query()
-	if q.Get("api_key") != g.cfg.APIKey {
-		return nil, model.User{}, model.Presence{}, apierror.New(apierror.CodeAccessKey, http.StatusUnauthorized, "api_key not valid")
-	}
-	raw := q.Get("json")
-	if len(raw) > maxConnectJSON {
-		return nil, model.User{}, model.Presence{}, apierror.New(apierror.CodePayloadTooBig, http.StatusRequestEntityTooLarge, "json parameter is larger than %d bytes", maxConnectJSON)
-	}
-	var req connectRequest
-	if err := json.Unmarshal([]byte(raw), &req); err != nil {
-		return nil, model.User{}, model.Presence{}, apierror.Input("json parameter is not valid JSON: %v", err)
-	}
-	claims, err := g.tokens.CheckUser(q.Get("authorization"))
-	if err != nil {
-		return nil, model.User{}, model.Presence{}, apierror.FromToken(err)
-	}
-	if claims.Server {
-		return nil, model.User{}, model.Presence{}, apierror.New(apierror.CodeAuthFailed, http.StatusUnauthorized, "a server-side token cannot open a user connection")
-	}
-	if req.UserID == "" {
-		req.UserID = claims.UserID
-	}
-	if req.UserID != claims.UserID {
-		return nil, model.User{}, model.Presence{}, apierror.New(apierror.CodeAuthFailed, http.StatusUnauthorized, "user_id %q does not match the token's user", req.UserID)
-	}
-	if err := subject.CheckUserID(req.UserID); err != nil {
-		return nil, model.User{}, model.Presence{}, apierror.Input("%v", err)
+	req, apiErr := parseConnect(r.URL.Query(), g.cfg.APIKey, g.tokens)
+	if apiErr != nil {
+		return nil, model.User{}, model.Presence{}, apiErr
 	}
 	g.mu.Lock()
 	draining := g.draining
@@ -244,6 +222,45 @@ func (g *Gateway) admit(r *http.Request, sock *socket.Conn) (*conn, model.User, 
 	return c, profile, p, nil
 }
 
+// parseConnect reads and checks a connect request's query: the api key, the
+// token and the json parameter (the user, and details no larger than a
+// profile may be). It needs nothing but the query, so that the gateway's
+// parsing of what clients send can be fuzzed on its own; and a connect it
+// refuses takes no rate-limit slot.
+func parseConnect(q url.Values, apiKey string, tokens *token.Checker) (connectRequest, *apierror.Error) {
+	if q.Get("api_key") != apiKey {
+		return connectRequest{}, apierror.New(apierror.CodeAccessKey, http.StatusUnauthorized, "api_key not valid")
+	}
+	raw := q.Get("json")
+	if len(raw) > maxConnectJSON {
+		return connectRequest{}, apierror.New(apierror.CodePayloadTooBig, http.StatusRequestEntityTooLarge, "json parameter is larger than %d bytes", maxConnectJSON)
+	}
+	var req connectRequest
+	if err := json.Unmarshal([]byte(raw), &req); err != nil {
+		return connectRequest{}, apierror.Input("json parameter is not valid JSON: %v", err)
+	}
+	claims, err := tokens.CheckUser(q.Get("authorization"))
+	if err != nil {
+		return connectRequest{}, apierror.FromToken(err)
+	}
+	if claims.Server {
+		return connectRequest{}, apierror.New(apierror.CodeAuthFailed, http.StatusUnauthorized, "a server-side token cannot open a user connection")
+	}
+	if req.UserID == "" {
+		req.UserID = claims.UserID
+	}
+	if req.UserID != claims.UserID {
+		return connectRequest{}, apierror.New(apierror.CodeAuthFailed, http.StatusUnauthorized, "user_id %q does not match the token's user", req.UserID)
+	}
+	if err := subject.CheckUserID(req.UserID); err != nil {
+		return connectRequest{}, apierror.Input("%v", err)
+	}
+	if b, _ := json.Marshal(req.UserDetails); len(b) > model.MaxUserBytes {
+		return connectRequest{}, apierror.Input("user_details are larger than %d bytes", model.MaxUserBytes)
+	}
+	return req, nil
+}
+
 // takeConnectSlot takes one of the ConnectInFlight slots, waiting up to
 // maxWait for one to free; false when none did (or the client left).
 func (g *Gateway) takeConnectSlot(ctx context.Context, maxWait time.Duration) bool {
@@ -268,13 +285,10 @@ func (g *Gateway) takeConnectSlot(ctx context.Context, maxWait time.Duration) bo
 	return false
 }
 
-// applyDetails stores the connect-time user details (creating the user on
-// first connect) and returns the profile, its revision and whether it changed
-// in a way watchers see.
+// applyDetails stores the connect-time user details (already bounded by
+// parseConnect), creating the user on first connect, and returns the profile,
+// its revision and whether it changed in a way watchers see.
 func (g *Gateway) applyDetails(ctx context.Context, id string, details map[string]any) (model.User, uint64, bool, error) {
-	if b, _ := json.Marshal(details); len(b) > model.MaxUserBytes {
-		return model.User{}, 0, false, apierror.Input("user_details are larger than %d bytes", model.MaxUserBytes)
-	}
 	var visibleChange bool
 	u, rev, wrote, err := store.Update(ctx, g.st.Users, store.Key(id), func(u *model.User, exists bool) error {
 		before := u.Clone()
@@ -282,13 +296,8 @@ func (g *Gateway) applyDetails(ctx context.Context, id string, details map[strin
 		if !exists {
 			*u = model.User{ID: id, Role: "user", CreatedAt: now}
 		}
-		for k, v := range details {
-			if k == "role" || k == "id" {
-				continue // never from the client
-			}
-			if err := u.Set(k, v); err != nil {
-				return apierror.Input("user_details: %v", err)
-			}
+		if err := setDetails(u, details); err != nil {
+			return err
 		}
 		if exists && reflect.DeepEqual(before, *u) {
 			return store.ErrUnchanged
@@ -303,6 +312,20 @@ func (g *Gateway) applyDetails(ctx context.Context, id string, details map[strin
 		return nil
 	})
 	return u, rev, wrote && visibleChange, err
+}
+
+// setDetails applies connect-time user details to a profile: any field but
+// the role and the id, which are never the client's to choose.
+func setDetails(u *model.User, details map[string]any) error {
+	for k, v := range details {
+		if k == "role" || k == "id" {
+			continue
+		}
+		if err := u.Set(k, v); err != nil {
+			return apierror.Input("user_details: %v", err)
+		}
+	}
+	return nil
 }
 
 // announceProfile tells the workers a user's profile changed at connect;

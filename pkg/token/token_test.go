@@ -21,6 +21,12 @@ func TestCheck(t *testing.T) {
 	dev := b64.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`)) + "." + b64.EncodeToString([]byte(`{"user_id":"ann"}`)) + ".devtoken"
 	none := b64.EncodeToString([]byte(`{"alg":"none"}`)) + "." + b64.EncodeToString([]byte(`{"user_id":"ann"}`)) + "."
 	other, _ := Sign("other", map[string]any{"user_id": "ann"})
+	// The last of a signature's 43 characters holds 4 of its bits and 2
+	// unused ones, which decoding ignores as it ignores line breaks.
+	good := sign(map[string]any{"user_id": "ann"})
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	unusedBits := good[:len(good)-1] + string(alphabet[strings.IndexByte(alphabet, good[len(good)-1])^1])
+	lineBreak := good[:len(good)-4] + "\n" + good[len(good)-4:]
 
 	tests := []struct {
 		name    string
@@ -35,6 +41,8 @@ func TestCheck(t *testing.T) {
 		{"future nbf is not valid yet", sign(map[string]any{"user_id": "ann", "nbf": future}), false, ErrNotValidYet, ""},
 		{"future iat is rejected", sign(map[string]any{"user_id": "ann", "iat": future}), false, ErrIssuedInFuture, ""},
 		{"other secret fails the signature", other, false, ErrSignature, ""},
+		{"signature differing in its unused bits is invalid", unusedBits, false, ErrSignature, ""},
+		{"signature with a line break is invalid", lineBreak, false, ErrSignature, ""},
 		{"alg none is malformed", none, false, ErrMalformed, ""},
 		{"two parts are malformed", "a.b", false, ErrMalformed, ""},
 		{"overlong token is malformed", strings.Repeat("a", MaxLen+1), false, ErrMalformed, ""},
