@@ -114,12 +114,12 @@ func (o Outcome) String() string {
 	if o.Sockets > 0 {
 		fmt.Fprintf(&b, " over %d connections", o.Sockets)
 	}
-	if len(o.Closed) > 0 {
-		var cs []string
-		for _, c := range slices.Sorted(maps.Keys(o.Closed)) {
-			cs = append(cs, fmt.Sprintf("%d×%d", c, o.Closed[c]))
+	for _, c := range slices.Sorted(maps.Keys(o.Closed)) {
+		if c == NoCloseFrame {
+			fmt.Fprintf(&b, ", dropped %d× without a close frame", o.Closed[c])
+		} else {
+			fmt.Fprintf(&b, ", closed %d× with %d", o.Closed[c], c)
 		}
-		fmt.Fprintf(&b, ", closed %s", strings.Join(cs, " "))
 	}
 	if o.LetIn > 0 {
 		fmt.Fprintf(&b, ", %d bad tokens let in", o.LetIn)
