@@ -99,6 +99,21 @@ func (r REST) Watch(ctx context.Context, user, connID, typ, id string) error {
 		map[string]any{"watch": true, "presence": true, "state": true})
 }
 
+// WatchUsers has user's connection connID watch ids, as the SDK's
+// client.queryUsers({id: {$in: ids}}, {}, {presence: true}) does (100 per
+// call). The users must exist: queryUsers watches only those it finds.
+func (r REST) WatchUsers(ctx context.Context, user, connID string, ids []string) error {
+	for i := 0; i < len(ids); i += 100 {
+		batch := ids[i:min(i+100, len(ids))]
+		payload, _ := json.Marshal(map[string]any{"filter_conditions": map[string]any{"id": map[string]any{"$in": batch}}, "limit": len(batch), "presence": true})
+		q := url.Values{"payload": {string(payload)}, "connection_id": {connID}, "user_id": {user}}
+		if err := r.do(ctx, http.MethodGet, "/users", q, user, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Online reports which of ids are online, as queryUsers answers (by id,
 // 100 per call, signed server-side).
 func (r REST) Online(ctx context.Context, ids []string) (map[string]bool, error) {

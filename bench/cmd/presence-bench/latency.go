@@ -10,7 +10,7 @@ import (
 	"github.com/presencehq/presence/bench/load"
 )
 
-// latencyParams sizes the latency scenario.
+// latencyParams sizes the latency scenario (and each phase of hostile).
 type latencyParams struct {
 	Members int
 	Rate    float64 // transitions per second, all members together
@@ -25,35 +25,103 @@ type latencyParams struct {
 func latency(ctx context.Context, e env, srv *server) ([]Result, []Series, error) {
 	p := e.p.latency
 	sys := srv.client(sources(block(20, srv), 0, 4))
-	members := make([]string, p.Members)
-	for i := range members {
-		members[i] = fmt.Sprintf("lat-m-%05d", i)
-	}
+	members := memberNames("lat-m", p.Members)
 	const watcher, cid = "lat-watcher", "bench-latency"
 	if err := sys.Setup(ctx, map[string][]string{cid: append([]string{watcher}, members...)}); err != nil {
 		return nil, nil, err
 	}
-
-	type pending struct {
-		online bool
-		start  time.Time
-	}
-	var mu sync.Mutex
-	waiting := map[string]pending{}
-	var samples []time.Duration
-	wc, err := sys.Watch(ctx, 0, watcher, []string{cid}, func(c load.Change) {
-		mu.Lock()
-		defer mu.Unlock()
-		if w, ok := waiting[c.User]; ok && w.online == c.Online {
-			samples = append(samples, c.At.Sub(w.start))
-			delete(waiting, c.User)
-		}
-	})
+	clock := newTransitions()
+	wc, err := sys.Watch(ctx, 0, watcher, []string{cid}, clock.seen)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer wc.Close()
+	logf(srv, "latency", "%d members, %.0f transitions/s for %s", p.Members, p.Rate, p.For)
+	m, err := clock.run(ctx, sys, cid, members, p)
+	if err != nil {
+		return nil, nil, err
+	}
+	logf(srv, "latency", "%s: p50 %.2f ms, p99 %.2f ms, p999 %.2f ms", m, m.quantile(0.5), m.quantile(0.99), m.quantile(0.999))
+	return []Result{
+		{Metric: "p50_ms", Value: m.quantile(0.5), Unit: "ms"},
+		{Metric: "p99_ms", Value: m.quantile(0.99), Unit: "ms"},
+		{Metric: "p999_ms", Value: m.quantile(0.999), Unit: "ms"},
+		{Metric: "transitions", Value: float64(len(m.samples)), Unit: "transitions"},
+		{Metric: "lost", Value: float64(m.lost), Unit: "transitions"},
+	}, []Series{{Name: latencySamples, Y: m.inOrder(), YUnit: "ms"}}, nil
+}
 
+// memberNames are n user ids: prefix-00000, prefix-00001, …
+func memberNames(prefix string, n int) []string {
+	members := make([]string, n)
+	for i := range members {
+		members[i] = fmt.Sprintf("%s-%05d", prefix, i)
+	}
+	return members
+}
+
+// transitions times each member's transition from its connect (or close)
+// call to the watcher reading the change: the latency scenario's method,
+// which hostile uses too. seen is the watcher's callback.
+type transitions struct {
+	mu      sync.Mutex
+	waiting map[string]pending
+	samples []time.Duration
+}
+
+type pending struct {
+	online bool
+	start  time.Time
+}
+
+func newTransitions() *transitions { return &transitions{waiting: map[string]pending{}} }
+
+// seen takes a change the watcher read: the end of a transition timed, or
+// not one of ours.
+func (t *transitions) seen(c load.Change) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if w, ok := t.waiting[c.User]; ok && w.online == c.Online {
+		t.samples = append(t.samples, c.At.Sub(w.start))
+		delete(t.waiting, c.User)
+	}
+}
+
+// measured is one run's transitions.
+type measured struct {
+	// samples are the latencies in the order measured.
+	samples []time.Duration
+	// lost never reached the watcher; failed are connects refused.
+	lost, failed int
+}
+
+func (m measured) String() string {
+	return fmt.Sprintf("%d transitions measured (%d never reached the watcher, %d connects failed)", len(m.samples), m.lost, m.failed)
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// quantile is the f-quantile of the samples, in ms.
+func (m measured) quantile(f float64) float64 {
+	s := slices.Sorted(slices.Values(m.samples))
+	return ms(s[min(len(s)-1, int(f*float64(len(s))))])
+}
+
+// inOrder is the samples in ms, in the order measured (a plot's series).
+func (m measured) inOrder() []float64 {
+	raw := make([]float64, len(m.samples))
+	for i, d := range m.samples {
+		raw[i] = ms(d)
+	}
+	return raw
+}
+
+// run has members of channel cid connect and disconnect in turn at
+// p.Rate for p.For, each member's next transition after its last, and
+// waits a few seconds for the last changes. The watcher must be watching
+// cid. It returns what it measured and starts the next run afresh; an
+// error if no transition reached the watcher.
+func (t *transitions) run(ctx context.Context, sys load.System, cid string, members []string, p latencyParams) (measured, error) {
 	conns := make([]load.Socket, len(members))
 	defer func() {
 		for _, c := range conns {
@@ -62,7 +130,6 @@ func latency(ctx context.Context, e env, srv *server) ([]Result, []Series, error
 			}
 		}
 	}()
-	logf(srv, "latency", "%d members, %.0f transitions/s for %s", p.Members, p.Rate, p.For)
 	tick := time.NewTicker(time.Duration(float64(time.Second) / p.Rate))
 	defer tick.Stop()
 	end := time.Now().Add(p.For)
@@ -71,7 +138,8 @@ func latency(ctx context.Context, e env, srv *server) ([]Result, []Series, error
 	for i := 0; time.Now().Before(end); i++ {
 		select {
 		case <-ctx.Done():
-			return nil, nil, ctx.Err()
+			wg.Wait()
+			return measured{}, ctx.Err()
 		case <-tick.C:
 		}
 		m := i % len(members)
@@ -80,10 +148,10 @@ func latency(ctx context.Context, e env, srv *server) ([]Result, []Series, error
 		}
 		wg.Go(func() {
 			user := members[m]
-			mu.Lock()
+			t.mu.Lock()
 			online := conns[m] == nil
-			waiting[user] = pending{online: online, start: time.Now()}
-			mu.Unlock()
+			t.waiting[user] = pending{online: online, start: time.Now()}
+			t.mu.Unlock()
 			if !online {
 				conns[m].Close()
 				conns[m] = nil
@@ -91,10 +159,10 @@ func latency(ctx context.Context, e env, srv *server) ([]Result, []Series, error
 			}
 			c, err := sys.Member(ctx, m, user, []string{cid})
 			if err != nil {
-				mu.Lock()
+				t.mu.Lock()
 				failed++
-				delete(waiting, user)
-				mu.Unlock()
+				delete(t.waiting, user)
+				t.mu.Unlock()
 				return
 			}
 			conns[m] = c
@@ -104,35 +172,20 @@ func latency(ctx context.Context, e env, srv *server) ([]Result, []Series, error
 	// The last events: wait for them, up to a few seconds.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		mu.Lock()
-		left := len(waiting)
-		mu.Unlock()
+		t.mu.Lock()
+		left := len(t.waiting)
+		t.mu.Unlock()
 		if left == 0 || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(20 * time.Millisecond) // polling what is still in flight
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if len(samples) == 0 {
-		return nil, nil, fmt.Errorf("the watcher received no transition")
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	m := measured{samples: t.samples, lost: len(t.waiting), failed: failed}
+	t.samples, t.waiting = nil, map[string]pending{}
+	if len(m.samples) == 0 {
+		return m, fmt.Errorf("the watcher received no transition")
 	}
-	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-	raw := make([]float64, len(samples))
-	for i, d := range samples {
-		raw[i] = ms(d)
-	}
-	slices.Sort(samples)
-	q := func(f float64) float64 {
-		return ms(samples[min(len(samples)-1, int(f*float64(len(samples))))])
-	}
-	logf(srv, "latency", "%d transitions measured (%d never reached the watcher, %d connects failed): p50 %.2f ms, p99 %.2f ms, p999 %.2f ms",
-		len(samples), len(waiting), failed, q(0.5), q(0.99), q(0.999))
-	return []Result{
-		{Metric: "p50_ms", Value: q(0.5), Unit: "ms"},
-		{Metric: "p99_ms", Value: q(0.99), Unit: "ms"},
-		{Metric: "p999_ms", Value: q(0.999), Unit: "ms"},
-		{Metric: "transitions", Value: float64(len(samples)), Unit: "transitions"},
-		{Metric: "lost", Value: float64(len(waiting)), Unit: "transitions"},
-	}, []Series{{Name: latencySamples, Y: raw, YUnit: "ms"}}, nil
+	return m, nil
 }

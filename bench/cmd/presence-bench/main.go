@@ -3,7 +3,7 @@
 // prints a table and writes bench/results/latest.json, and beside it plots
 // of the latency and idle scenarios (latency.png, idle-rss.png).
 //
-//	presence-bench [-profile quick|full] [-out bench/results/latest.json] [-run idle,latency,churn,fanout,storm,idle-cluster] [-systems presence,centrifuge]
+//	presence-bench [-profile quick|full] [-out bench/results/latest.json] [-run idle,latency,churn,fanout,storm,hostile,idle-cluster] [-systems presence,centrifuge]
 //
 // It builds the all-in-one server, the peer and the load generator
 // (presence-load), starts each system on free loopback ports (Presence
@@ -138,14 +138,22 @@ type env struct {
 type scenario struct {
 	name string
 	run  func(ctx context.Context, e env, srv *server) ([]Result, []Series, error)
+	// presenceOnly: the peer has nothing that compares, and is not run.
+	presenceOnly bool
+	// limits runs Presence with a deployment's connect limit per source
+	// address, X-Forwarded-For believed from loopback (as from a load
+	// balancer); without, the limit is off, because a scenario's clients
+	// share few loopback addresses and the limit would be what it measured.
+	limits bool
 }
 
 var scenarios = []scenario{
-	{"idle", idle},
-	{"latency", latency},
-	{"churn", numbers(churn)},
-	{"fanout", numbers(fanout)},
-	{"storm", numbers(storm)},
+	{name: "idle", run: idle},
+	{name: "latency", run: latency},
+	{name: "churn", run: numbers(churn)},
+	{name: "fanout", run: numbers(fanout)},
+	{name: "storm", run: numbers(storm)},
+	{name: "hostile", run: underAttack, presenceOnly: true, limits: true},
 }
 
 // numbers is a scenario that keeps no series.
@@ -197,6 +205,10 @@ func run(args []string) error {
 			continue
 		}
 		for _, system := range strings.Split(*systems, ",") {
+			if sc.presenceOnly && system != presence {
+				fmt.Fprintf(os.Stderr, "presence-bench: %s measures Presence only; not run on %s\n", sc.name, system)
+				continue
+			}
 			res, series, err := measure(ctx, e, sc, system)
 			if err != nil {
 				return fmt.Errorf("%s on %s: %w", sc.name, system, err)
@@ -234,7 +246,7 @@ func run(args []string) error {
 
 // measure runs one scenario on a fresh instance of system.
 func measure(ctx context.Context, e env, sc scenario, system string) ([]Result, []Series, error) {
-	srv, err := start(ctx, e.bin, system)
+	srv, err := start(ctx, e.bin, system, sc.limits)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -274,6 +286,11 @@ var targets = map[string]target{
 	"storm/converge_s":          {"≤ 10 s", false, func(v, _ float64) bool { return v <= 10 }},
 	// Each gateway of the cluster, the one that took the most per connection.
 	"idle-cluster/rss_per_conn_worst_bytes": {"≤ 20 KB on every gateway", false, func(v, _ float64) bool { return v <= 20000 }},
+	// Well-behaved clients while hostile ones attack, against the same
+	// server idle a moment before.
+	"hostile/p50_ratio":   {"≤ 2× idle", false, func(v, _ float64) bool { return v <= 2 }},
+	"hostile/p99_ratio":   {"≤ 2× idle", false, func(v, _ float64) bool { return v <= 2 }},
+	"hostile/attack_lost": {"0", false, func(v, _ float64) bool { return v == 0 }},
 }
 
 // printTable prints one row per scenario and metric: Presence, the peer,

@@ -45,6 +45,11 @@ func TestTableComparesWithThePeerAndSaysWhetherEachTargetHolds(t *testing.T) {
 			[]Result{{"storm", presence, "converge_s", 4, "s"}, {"fanout", presence, "last_delivery_ms", 300, "ms"}},
 			[]string{"≤ 10 s (holds)", "≤ 250 ms (misses)"},
 		},
+		{
+			"under attack, within twice the idle latency holds and past it misses",
+			[]Result{{"hostile", presence, "p50_ratio", 1.5, "×"}, {"hostile", presence, "p99_ratio", 2.5, "×"}},
+			[]string{"| hostile | p50_ratio | 1.50 × | — | — | ≤ 2× idle (holds) |", "| hostile | p99_ratio | 2.50 × | — | — | ≤ 2× idle (misses) |"},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var b bytes.Buffer

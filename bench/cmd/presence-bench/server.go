@@ -44,12 +44,13 @@ type server struct {
 	cleanup func()
 }
 
-// start starts system on free loopback ports and waits until it is ready.
-func start(ctx context.Context, bin, system string) (*server, error) {
+// start starts system on free loopback ports and waits until it is ready;
+// limits as scenario.limits says.
+func start(ctx context.Context, bin, system string, limits bool) (*server, error) {
 	if system == centrifuge {
 		return startPeer(ctx, bin)
 	}
-	return startServer(ctx, bin)
+	return startServer(ctx, bin, limits)
 }
 
 // client is the system as its clients see it, from the given source
@@ -131,8 +132,10 @@ func (s *server) cpuProfile(d time.Duration, path string) (wait func() error) {
 }
 
 // startServer starts the all-in-one server on free loopback ports with a
-// fresh data directory and waits until it is ready.
-func startServer(ctx context.Context, bin string) (*server, error) {
+// fresh data directory and waits until it is ready. With limits, its
+// connect limit per source address is the default and X-Forwarded-For is
+// believed from 127.0.0.1; without, there is no such limit.
+func startServer(ctx context.Context, bin string, limits bool) (*server, error) {
 	ports, err := freePorts(4)
 	if err != nil {
 		return nil, err
@@ -147,10 +150,14 @@ func startServer(ctx context.Context, bin string) (*server, error) {
 		"PRESENCE_DATA_DIR="+data, "PRESENCE_HTTP_ADDR="+httpAddr,
 		"PRESENCE_WS_ADDR=127.0.0.1:"+strconv.Itoa(ports[1]), "PRESENCE_NATS_ADDR=127.0.0.1:"+strconv.Itoa(ports[2]),
 		"PRESENCE_API_KEY="+benchKey, "PRESENCE_API_SECRET="+benchSecret, "PRESENCE_LOG_LEVEL=warn",
-		"PRESENCE_PPROF_ADDR=127.0.0.1:"+strconv.Itoa(ports[3]),
+		"PRESENCE_PPROF_ADDR=127.0.0.1:"+strconv.Itoa(ports[3]))
+	if limits {
+		cmd.Env = append(cmd.Env, "PRESENCE_TRUSTED_PROXIES=127.0.0.1")
+	} else {
 		// The load's clients all come from loopback addresses: a limit per
 		// address would measure the limit.
-		"PRESENCE_CONNECT_RATE_PER_IP=0")
+		cmd.Env = append(cmd.Env, "PRESENCE_CONNECT_RATE_PER_IP=0")
+	}
 	s := &server{system: presence, cmd: cmd, httpURL: "http://" + httpAddr, wsURL: "ws://127.0.0.1:" + strconv.Itoa(ports[1]) + "/connect",
 		pprof: "http://127.0.0.1:" + strconv.Itoa(ports[3]) + "/debug/pprof/", cleanup: func() { os.RemoveAll(data) }}
 	return s, s.run("http://" + httpAddr + "/readyz")
@@ -287,6 +294,29 @@ func vmRSS(pid int) (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
+}
+
+// cpuTime reads the CPU time pid has used (user and system) from
+// /proc/<pid>/stat, counted in the kernel's clock ticks (USER_HZ, 100 a
+// second on Linux).
+func cpuTime(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name, in parentheses, may hold spaces: count fields
+	// after it. utime and stime are the stat's 14th and 15th.
+	i := strings.LastIndexByte(string(b), ')')
+	f := strings.Fields(string(b[i+1:]))
+	if i < 0 || len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %.100s", pid, b)
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: %.100s", pid, b)
+	}
+	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
 }
 
 func freePorts(n int) ([]int, error) {
