@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/presencehq/presence/pkg/filter"
 	"github.com/presencehq/presence/pkg/token"
 )
 
@@ -50,13 +51,15 @@ func BadTokens(ctx context.Context, t Target, name string) Outcome {
 	return o
 }
 
-// SlowQueries sends queryUsers built to be expensive, one after another:
-// forty nested $or around $autocomplete, an $in of 5,000 ids, an $or of 200
+// SlowQueries sends queryUsers built to be expensive, one after another, as
+// the client name (with its user token: a hostile client has no server-side
+// one, whose holder is trusted): $or nested as deep as filters may go around
+// $autocomplete, an $in of as many ids as a list may hold, an $or of 200
 // $autocomplete terms, each sorted by last_active. Every one must be
 // answered, with any status (a rate limit is an answer).
 func SlowQueries(ctx context.Context, t Target, name string) Outcome {
 	o := newOutcome(KindSlowQueries, name)
-	tok, err := token.ForServer(t.Secret)
+	tok, err := token.ForUser(t.Secret, name)
 	if err != nil {
 		o.fail(ctx, err)
 		return o
@@ -78,11 +81,11 @@ func (t Target) slowQuery(ctx context.Context, tok string, n int) error {
 	switch n % 3 {
 	case 0:
 		f = map[string]any{"name": map[string]any{"$autocomplete": "a"}}
-		for range 40 {
+		for range filter.MaxDepth - 1 {
 			f = map[string]any{"$or": []any{f, map[string]any{"id": map[string]any{"$gt": "a"}}}}
 		}
 	case 1:
-		ids := make([]any, 5000)
+		ids := make([]any, filter.MaxList)
 		for i := range ids {
 			ids[i] = fmt.Sprint("u", i)
 		}
