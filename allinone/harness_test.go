@@ -3,11 +3,12 @@ package allinone
 import (
 	"context"
 	"log/slog"
-	"slices"
+	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/presencehq/presence/pkg/natsauth"
 )
 
 // startForTest starts an all-in-one server on random loopback ports with its
@@ -24,11 +25,11 @@ func startForTest(t *testing.T, cfg Config) *Presence {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	v := &violations{}
+	v := natsauth.NewViolationLog(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	// Registered first, so it runs after p.Close: every service has then
 	// said all it will.
 	t.Cleanup(func() {
-		if got := v.seen(); len(got) > 0 {
+		if got := v.Seen(); len(got) > 0 {
 			t.Errorf("NATS permission violations (pkg/natsauth lacks a subject a service uses):\n%s", strings.Join(got, "\n"))
 		}
 	})
@@ -38,42 +39,6 @@ func startForTest(t *testing.T, cfg Config) *Presence {
 	}
 	t.Cleanup(p.Close)
 	return p
-}
-
-// violations is a log handler that keeps the NATS server's permission
-// violations: the all-in-one runs every service as its own NATS user, so
-// every test through it also checks pkg/natsauth grants what the services
-// use.
-type violations struct {
-	mu   sync.Mutex
-	msgs []string
-}
-
-func (v *violations) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
-func (v *violations) WithAttrs([]slog.Attr) slog.Handler           { return v }
-func (v *violations) WithGroup(string) slog.Handler                { return v }
-
-func (v *violations) Handle(_ context.Context, r slog.Record) error {
-	if strings.Contains(r.Message, "Violation") || strings.Contains(r.Message, "Permissions") {
-		v.mu.Lock()
-		v.msgs = append(v.msgs, r.Message)
-		v.mu.Unlock()
-	}
-	r.Attrs(func(a slog.Attr) bool {
-		if strings.Contains(a.Value.String(), "Permissions Violation") {
-			v.mu.Lock()
-			v.msgs = append(v.msgs, r.Message+": "+a.Value.String())
-			v.mu.Unlock()
-		}
-		return true
-	})
-	return slog.Default().Handler().Handle(context.Background(), r)
-}
-
-func (v *violations) seen() []string {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	return slices.Clone(v.msgs)
 }
 
 // endpoint is a running Presence as its test clients see it: where it serves

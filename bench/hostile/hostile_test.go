@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"runtime"
 	"slices"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"github.com/presencehq/presence/allinone"
 	"github.com/presencehq/presence/bench/hostile"
 	"github.com/presencehq/presence/bench/load"
+	"github.com/presencehq/presence/pkg/natsauth"
 )
 
 // attackFor is how long the attack runs at least, while the good users go
@@ -221,11 +223,11 @@ func start(t *testing.T) *allinone.Presence {
 	cfg.DataDir, cfg.HTTPAddr, cfg.WSAddr, cfg.NATSAddr = t.TempDir(), "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	cfg.APIKey, cfg.APISecret = "hostile", "hostile-secret-for-this-test"
 	cfg.TrustedProxies = "127.0.0.1"
-	v := &violations{}
+	v := natsauth.NewViolationLog(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	// Registered first, so it runs after p.Close: every service has then
 	// said all it will.
 	t.Cleanup(func() {
-		if got := v.seen(); len(got) > 0 {
+		if got := v.Seen(); len(got) > 0 {
 			t.Errorf("NATS permission violations (pkg/natsauth lacks a subject a service uses):\n%s", strings.Join(got, "\n"))
 		}
 	})
@@ -237,34 +239,4 @@ func start(t *testing.T) *allinone.Presence {
 	}
 	t.Cleanup(p.Close)
 	return p
-}
-
-// violations is a log handler that keeps the NATS server's permission
-// violations (and passes the rest to the default logger): the all-in-one
-// runs every service as its own NATS user, so an attack that drives a
-// service down a path its user may not take shows here.
-type violations struct {
-	mu   sync.Mutex
-	msgs []string
-}
-
-func (v *violations) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
-func (v *violations) WithAttrs([]slog.Attr) slog.Handler           { return v }
-func (v *violations) WithGroup(string) slog.Handler                { return v }
-
-func (v *violations) Handle(_ context.Context, r slog.Record) error {
-	msg := r.Message
-	r.Attrs(func(a slog.Attr) bool { msg += " " + a.Value.String(); return true })
-	if strings.Contains(msg, "Violation") {
-		v.mu.Lock()
-		v.msgs = append(v.msgs, msg)
-		v.mu.Unlock()
-	}
-	return slog.Default().Handler().Handle(context.Background(), r)
-}
-
-func (v *violations) seen() []string {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	return slices.Clone(v.msgs)
 }

@@ -22,9 +22,12 @@
 package natsauth
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"golang.org/x/crypto/bcrypt"
@@ -232,4 +235,60 @@ func writeList(b *strings.Builder, name string, subs []string) {
 		fmt.Fprintf(b, "          %q\n", s)
 	}
 	b.WriteString("        ] }\n")
+}
+
+// ViolationLog is a slog handler for a process that runs an embedded NATS
+// server (natsserver.Options.Log): it keeps the permission violations the
+// server reports, for tests to fail on (a subject a service uses without a
+// grant), and passes every record on.
+type ViolationLog struct {
+	next slog.Handler
+	seen *violations
+}
+
+type violations struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+// NewViolationLog returns a ViolationLog passing records on to next.
+func NewViolationLog(next slog.Handler) *ViolationLog {
+	return &ViolationLog{next: next, seen: &violations{}}
+}
+
+// Enabled takes warnings and errors (violations are errors) and whatever
+// next takes.
+func (v *ViolationLog) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelWarn || v.next.Enabled(ctx, l)
+}
+
+// Handle records a violation and passes r on.
+func (v *ViolationLog) Handle(ctx context.Context, r slog.Record) error {
+	msg := r.Message
+	r.Attrs(func(a slog.Attr) bool { msg += " " + a.Value.String(); return true })
+	if strings.Contains(msg, "Violation") {
+		v.seen.mu.Lock()
+		v.seen.msgs = append(v.seen.msgs, msg)
+		v.seen.mu.Unlock()
+	}
+	if !v.next.Enabled(ctx, r.Level) {
+		return nil
+	}
+	return v.next.Handle(ctx, r)
+}
+
+// WithAttrs and WithGroup keep recording into the same list.
+func (v *ViolationLog) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return &ViolationLog{next: v.next.WithAttrs(attrs), seen: v.seen}
+}
+
+func (v *ViolationLog) WithGroup(name string) slog.Handler {
+	return &ViolationLog{next: v.next.WithGroup(name), seen: v.seen}
+}
+
+// Seen is every violation recorded so far.
+func (v *ViolationLog) Seen() []string {
+	v.seen.mu.Lock()
+	defer v.seen.mu.Unlock()
+	return slices.Clone(v.seen.msgs)
 }
