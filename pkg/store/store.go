@@ -378,7 +378,14 @@ func (s *Store) NodesOn(ctx context.Context, nc *nats.Conn) (jetstream.KeyValue,
 	if err != nil {
 		return nil, err
 	}
-	kv, err := js.KeyValue(ctx, BucketNodes)
+	// Retried like Setup's requests: on a cluster just formed, a request
+	// can be lost while the routes settle (a worker of the chaos tests
+	// once died of it at start).
+	var kv jetstream.KeyValue
+	err = retry(ctx, func(ctx context.Context) error {
+		kv, err = js.KeyValue(ctx, BucketNodes)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("store: bucket %s: %w", BucketNodes, err)
 	}
