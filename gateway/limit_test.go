@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -328,35 +326,5 @@ func TestConnectionsPerUserAreBounded(t *testing.T) {
 	hold(2)
 	if _, first := h.dial("ann", userToken(t, "ann"), testKey, nil); first["type"] != "connection.ok" {
 		t.Fatalf("first frame = %v, want connection.ok with one connection to spare", first)
-	}
-}
-
-// A client trickling a request head (slowloris) is dropped once the head
-// has taken the server's ReadHeaderTimeout, instead of holding a socket and
-// its goroutine for as long as it likes. Ten seconds of real time: it runs
-// beside the package's other tests.
-func TestAStalledRequestHeadIsDropped(t *testing.T) {
-	t.Parallel()
-	ts := httptest.NewUnstartedServer(http.NotFoundHandler())
-	ts.Config = NewHTTPServer(ts.Config.Handler)
-	ts.Start()
-	t.Cleanup(ts.Close)
-	c, err := net.Dial("tcp", ts.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if _, err := c.Write([]byte("GET /connect?api_key=k HTTP/1.1\r\nHost: x\r\nUpgrade: websock")); err != nil {
-		t.Fatal(err)
-	}
-	began := time.Now()
-	limit := ts.Config.ReadHeaderTimeout
-	_ = c.SetReadDeadline(began.Add(limit + 10*time.Second))
-	_, err = io.ReadAll(c) // until the server closes
-	if err != nil {
-		t.Fatalf("the stalled head was not dropped within %v past the timeout: %v", 10*time.Second, err)
-	}
-	if took := time.Since(began); took < limit/2 {
-		t.Fatalf("dropped after %v, before the head timeout (%v)", took, limit)
 	}
 }

@@ -7,31 +7,7 @@ import { describe, it } from 'node:test';
 
 import { StreamChat } from 'stream-chat';
 
-import { API_KEY, BASE_URL, connectErrorOf, getUser, session, uniqueId } from './helpers.mjs';
-
-/** connectUser must reject; returns the {code, StatusCode, message} the SDK surfaced. */
-async function rejectedConnect(client, user, token) {
-  let result;
-  try {
-    result = await client.connectUser(user, token);
-  } catch (err) {
-    return { err, ...connectErrorOf(err) };
-  }
-  throw new assert.AssertionError({
-    message: `connectUser should have been rejected, but it resolved with ${JSON.stringify(result)}`,
-  });
-}
-
-/** promise must reject with an SDK REST error; returns it. */
-async function rejectedCall(promise, what) {
-  try {
-    const result = await promise;
-    throw new assert.AssertionError({ message: `${what} should have been rejected, but it returned ${JSON.stringify(result)}` });
-  } catch (err) {
-    if (err instanceof assert.AssertionError) throw err;
-    return err;
-  }
-}
+import { API_KEY, BASE_URL, getUser, rejectedCall, rejectedConnect, session, uniqueId } from './helpers.mjs';
 
 describe('connect errors', () => {
   it('rejects a connect with a wrong API key with code 2', { timeout: 30_000 }, async (t) => {

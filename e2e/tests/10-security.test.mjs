@@ -7,7 +7,7 @@ import { describe, it } from 'node:test';
 
 import { StreamChat } from 'stream-chat';
 
-import { API_KEY, API_SECRET, BASE_URL, connectErrorOf, getUser, nextEvent, recordEvents, session, uniqueId } from './helpers.mjs';
+import { API_KEY, API_SECRET, BASE_URL, getUser, nextEvent, recordEvents, rejectedCall, rejectedConnect, session, uniqueId } from './helpers.mjs';
 
 const PREVIOUS_SECRET = process.env.PRESENCE_API_SECRET_PREVIOUS;
 
@@ -20,26 +20,6 @@ function jwt(payload, { secret = API_SECRET, header = { alg: 'HS256', typ: 'JWT'
 }
 
 const now = () => Math.floor(Date.now() / 1000);
-
-async function rejectedConnect(client, user, token) {
-  try {
-    const result = await client.connectUser(user, token);
-    throw new assert.AssertionError({ message: `connectUser should have been rejected, but it resolved with ${JSON.stringify(result)}` });
-  } catch (err) {
-    if (err instanceof assert.AssertionError) throw err;
-    return { err, ...connectErrorOf(err) };
-  }
-}
-
-async function rejectedCall(promise, what) {
-  try {
-    const result = await promise;
-    throw new assert.AssertionError({ message: `${what} should have been rejected, but it returned ${JSON.stringify(result)}` });
-  } catch (err) {
-    if (err instanceof assert.AssertionError) throw err;
-    return err;
-  }
-}
 
 function assertCode(e, code, status, what) {
   assert.equal(e.code, code, `${what}: expected code ${code}, got ${e.code}: ${e.err?.message ?? e.message}`);

@@ -13,6 +13,7 @@
 //   - waitFor(predicate)                poll until true
 //   - waitForUser(server, id, pred)     poll a server-side queryUsers until true
 
+import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { StreamChat } from 'stream-chat';
 
@@ -285,6 +286,30 @@ export function connectErrorOf(err) {
     // not the SDK's JSON form
   }
   return { code: err.code, StatusCode: err.StatusCode, message: err.message };
+}
+
+/** connectUser must reject; returns the {code, StatusCode, message} the SDK surfaced. */
+export async function rejectedConnect(client, user, token) {
+  let result;
+  try {
+    result = await client.connectUser(user, token);
+  } catch (err) {
+    return { err, ...connectErrorOf(err) };
+  }
+  throw new assert.AssertionError({
+    message: `connectUser should have been rejected, but it resolved with ${JSON.stringify(result)}`,
+  });
+}
+
+/** promise must reject with an SDK REST error; returns it. */
+export async function rejectedCall(promise, what) {
+  try {
+    const result = await promise;
+    throw new assert.AssertionError({ message: `${what} should have been rejected, but it returned ${JSON.stringify(result)}` });
+  } catch (err) {
+    if (err instanceof assert.AssertionError) throw err;
+    return err;
+  }
 }
 
 /** Sorted copy, for comparing sets of ids. */
