@@ -21,6 +21,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
 
 	"github.com/presencehq/presence/pkg/filter"
 	"github.com/presencehq/presence/pkg/natsauth"
@@ -47,6 +48,7 @@ type Server struct {
 	// endpoint, keyLimit every request (nil: no limit); see rateLimit.
 	userLimit, keyLimit *window
 
+	queries   micro.Service      // the presence queries over NATS (natsapi.go)
 	cancel    context.CancelFunc // ends the router's watch
 	closeOnce sync.Once
 	closeErr  error
@@ -101,6 +103,11 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Ser
 		return nil, fmt.Errorf("api: %w", err)
 	}
 	s.echo = s.routes()
+	if s.queries, err = s.startQueries(); err != nil {
+		cancel()
+		_ = s.idx.close()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -111,6 +118,7 @@ func (s *Server) Handler() http.Handler { return s.echo }
 // again does nothing.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
+		_ = s.queries.Stop()
 		s.cancel()
 		<-s.router.Stopped()
 		s.closeErr = s.idx.close()

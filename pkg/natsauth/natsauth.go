@@ -11,10 +11,11 @@
 //   - worker: consumes the input streams, writes presence state, publishes
 //     presence events and held closes.
 //   - api: writes users, channels, memberships and channel types; publishes
-//     visibility commands and channel events; asks gateways to add watches.
+//     visibility commands and channel events; asks gateways to add watches;
+//     answers presence queries.
 //   - reader: for other backend services; subscribes to presence events and
-//     publishes nothing, so it can never forge a connection event or a
-//     presence change.
+//     asks presence queries, and publishes nothing else, so it can never
+//     forge a connection event or a presence change.
 //   - admin: everything, for operators and their tools.
 //
 // Each service role has an inbox prefix of its own (Inbox), so no other user
@@ -101,10 +102,12 @@ var (
 			kvWrite(store.BucketUsers, store.BucketChannels, store.BucketChannelTypes, store.BucketMemberships),
 			[]string{sentinel, subject.UserCommandsAll, subject.ChannelEventsAll, subject.GatewayWatchAll},
 		),
-		Subscribe: []string{"_INBOX_api.>"},
+		Subscribe: []string{"_INBOX_api.>", subject.QueryAll, subject.ServiceAll},
+		Responses: true, // answers presence queries
 	}
 	Reader = Role{
 		Name:      "reader",
+		Publish:   []string{subject.QueryAll, subject.ServiceAll},
 		Subscribe: []string{"_INBOX.>", subject.EventsAll},
 	}
 	Admin = Role{Name: "admin", All: true}

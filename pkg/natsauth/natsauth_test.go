@@ -129,6 +129,11 @@ func TestRolesMayUseOnlyTheirSubjects(t *testing.T) {
 		{"a reader cannot ask a gateway to add watches", natsauth.Reader, false, subject.GatewayWatch("gateway-1"), false},
 		{"a reader cannot call the JetStream API", natsauth.Reader, false, "$JS.API.STREAM.DELETE." + store.StreamInput, false},
 		{"a reader watches presence events", natsauth.Reader, true, subject.EventsAll, true},
+		{"a reader asks presence queries", natsauth.Reader, false, subject.QueryPrefix + ".users", true},
+		{"a reader finds the presence service", natsauth.Reader, false, "$SRV.INFO.presence", true},
+		{"a reader cannot answer presence queries", natsauth.Reader, true, subject.QueryAll, false},
+		{"an api node answers presence queries", natsauth.API, true, subject.QueryAll, true},
+		{"a gateway cannot answer presence queries", natsauth.Gateway, true, subject.QueryAll, false},
 		{"a reader cannot read the api's answers", natsauth.Reader, true, natsauth.API.Inbox() + ".>", false},
 		{"a reader cannot watch the input", natsauth.Reader, true, subject.InputAll, false},
 

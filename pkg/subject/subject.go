@@ -186,3 +186,15 @@ func GatewayWatch(node string) string { return "presence.gateway." + node + ".wa
 
 // GatewayWatchAll matches every gateway's watch requests.
 const GatewayWatchAll = "presence.gateway.*.watch"
+
+// QueryPrefix starts the subjects of the presence queries other services
+// ask (presence.query.users, presence.query.channel; docs/nats.md);
+// QueryAll matches them all.
+const (
+	QueryPrefix = "presence.query"
+	QueryAll    = QueryPrefix + ".>"
+)
+
+// ServiceAll matches the NATS micro services' discovery subjects ($SRV.PING,
+// $SRV.INFO, $SRV.STATS), which `nats micro ls/info/stats` use.
+const ServiceAll = "$SRV.>"
