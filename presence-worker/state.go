@@ -95,8 +95,8 @@ func apply(p *model.Presence, ev connevent.Event, epochOf epochs) (changed, tran
 		}
 	}
 	if transition {
-		// The caller stamps LastEventAt with the time of its write.
 		p.PrevVersion, p.PrevAt = before.Version, before.LastEventAt
+		p.LastEventAt = ev.At
 	}
 	return transition || !samePresence(before, *p), transition
 }

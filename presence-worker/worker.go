@@ -375,16 +375,12 @@ func (w *Worker) applyEvent(ctx context.Context, ev connevent.Event, redelivery 
 			// The state was lost moments ago: tell watchers where this user
 			// stands now, whatever the lost state had told them.
 			p.Version = nextVersion(p.Version, ev.At)
-			p.LastEvent = presenceChanged
+			p.LastEvent, p.LastEventAt = presenceChanged, ev.At
 			changed, t = true, true
 		}
 		transition = t
 		if t {
-			// The race windows (predecessorWindow, racingWindow) count from
-			// this write, not from when the connection event happened: in a
-			// backlog (a storm's delayed closes) that is long before, and
-			// the event just written can still be racing its successor.
-			p.EmittedBy, p.LastEventAt = w.id, time.Now()
+			p.EmittedBy = w.id
 		}
 		if !changed {
 			return store.ErrUnchanged

@@ -26,9 +26,8 @@ type Presence struct {
 	LastEvent string `json:"last_event,omitempty"`
 	// ProfileRev is the newest profile revision announced to watchers.
 	ProfileRev uint64 `json:"profile_rev,omitempty"`
-	// LastEventAt is when the event Version stands for was written (the
-	// writing worker's clock); PrevVersion and PrevAt are the event before
-	// it. They tell whether two events may still be racing to the gateways.
+	// LastEventAt is when the event Version stands for happened; PrevVersion
+	// and PrevAt are the event before it.
 	LastEventAt time.Time `json:"last_event_at,omitzero"`
 	PrevVersion uint64    `json:"prev_version,omitempty"`
 	PrevAt      time.Time `json:"prev_at,omitzero"`
