@@ -211,10 +211,22 @@ func KVLossWith(p KVLossParams) Scenario {
 			})
 		}
 		wg.Wait()
-		// The watchers after the rebuild, once everything has settled.
+		// The watchers after the rebuild, once everything has settled. A
+		// gateway may still hold an event for its predecessor (up to half a
+		// second, by design): the watchers get a few seconds to agree
+		// before what they hold is judged.
 		if err := Within(ctx, time.Minute, func(ctx context.Context) error { return e.Settle(ctx, m, ws) }); err != nil {
 			return err
 		}
+		agreed := func(w *Watcher) bool {
+			for _, u := range pop.Users {
+				if o, _ := w.Last(u); o != truth[u] {
+					return false
+				}
+			}
+			return true
+		}
+		_ = Within(ctx, 5*time.Second, func(ctx context.Context) error { return WaitAll(ctx, ws, agreed) })
 		for _, w := range ws {
 			var stuck, repeated []string
 			for _, u := range pop.Users {
