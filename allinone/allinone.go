@@ -32,6 +32,7 @@ import (
 	"github.com/presencehq/presence/pkg/natsauth"
 	"github.com/presencehq/presence/pkg/natsconn"
 	"github.com/presencehq/presence/pkg/natsserver"
+	"github.com/presencehq/presence/pkg/ops"
 	worker "github.com/presencehq/presence/presence-worker"
 )
 
@@ -139,7 +140,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (p *Presence, err 
 	}
 	p.ns, err = natsserver.Start(natsserver.Options{
 		Addr: cfg.NATSAddr, StoreDir: filepath.Join(cfg.DataDir, "jetstream"), SyncAlways: cfg.NATSSyncAlways,
-		Users: users, Log: log,
+		Users: users, Log: log.With("service", "nats"),
 	})
 	if err != nil {
 		return nil, err
@@ -163,7 +164,12 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (p *Presence, err 
 	if err != nil {
 		return nil, err
 	}
-	if p.worker, err = worker.New(ctx, worker.Config{Name: "worker-1", ActiveInterval: cfg.ActiveInterval}, wnc, log, worker.WithLeaseConn(wlnc)); err != nil {
+	// One registry for the three services: /metrics shows the process.
+	reg := ops.NewRegistry()
+	// Every line says which service and node it comes from, as when they
+	// run apart.
+	serviceLog := func(service, node string) *slog.Logger { return log.With("service", service, "node", node) }
+	if p.worker, err = worker.New(ctx, worker.Config{Name: "worker-1", ActiveInterval: cfg.ActiveInterval}, wnc, serviceLog("worker", "worker-1"), worker.WithLeaseConn(wlnc), worker.WithRegistry(reg)); err != nil {
 		return nil, err
 	}
 	gnc, err := dial("presence-gateway", natsauth.Gateway)
@@ -178,7 +184,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (p *Presence, err 
 		APIKey: cfg.APIKey, APISecret: secret, APISecretPrevious: cfg.APISecretPrevious,
 		DevTokens: cfg.DevTokens, NodeName: cfg.NodeName, ActiveInterval: cfg.ActiveInterval,
 		ConnectRatePerIP: cfg.ConnectRatePerIP, ConnectBurstPerIP: cfg.ConnectBurstPerIP, TrustedProxies: cfg.TrustedProxies,
-	}, gnc, log, gateway.WithLeaseConn(lnc))
+	}, gnc, serviceLog("gateway", cfg.NodeName), gateway.WithLeaseConn(lnc), gateway.WithRegistry(reg))
 	if err != nil {
 		return nil, err
 	}
@@ -190,7 +196,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (p *Presence, err 
 		APIKey: cfg.APIKey, APISecret: secret, APISecretPrevious: cfg.APISecretPrevious,
 		DevTokens: cfg.DevTokens, IndexDir: filepath.Join(cfg.DataDir, "index"), NodeName: "api-1",
 		RateLimitUser: cfg.RateLimitUser, RateLimitAPIKey: cfg.RateLimitAPIKey,
-	}, anc, log)
+	}, anc, serviceLog("api", "api-1"), api.WithRegistry(reg))
 	if err != nil {
 		return nil, err
 	}
@@ -198,6 +204,8 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (p *Presence, err 
 	rest := http.NewServeMux()
 	rest.Handle("/connect", p.gateway.Handler())
 	rest.Handle("/", p.api.Handler())
+	// The process's metrics and probes: ready when all three services are.
+	ops.Handle(rest, reg, ops.All(p.worker.NotReady, p.gateway.NotReady, p.api.NotReady))
 	// Each port with the bounds of the service it serves (/connect on the
 	// REST port is safe with the api's: see gateway.NewHTTPServer).
 	if err := p.serve(cfg.HTTPAddr, api.NewHTTPServer("", rest)); err != nil {

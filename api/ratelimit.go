@@ -84,6 +84,7 @@ func (s *Server) rateLimit(next echo.HandlerFunc) echo.HandlerFunc {
 			q, ok := s.userLimit.take(c.Request().Method + " " + c.Path() + "\x00" + cl.user)
 			if !ok {
 				setRateHeaders(c, q)
+				s.metrics.rateLimited.WithLabelValues("user").Inc()
 				return apierror.New(apierror.CodeRateLimit, http.StatusTooManyRequests,
 					"Too many requests from user %s to %s %s (%d a minute on this node), check the X-RateLimit-* response headers",
 					cl.user, c.Request().Method, c.Path(), q.limit)
@@ -94,6 +95,7 @@ func (s *Server) rateLimit(next echo.HandlerFunc) echo.HandlerFunc {
 			q, ok := s.keyLimit.take("")
 			if !ok {
 				setRateHeaders(c, q)
+				s.metrics.rateLimited.WithLabelValues("api_key").Inc()
 				return apierror.New(apierror.CodeRateLimit, http.StatusTooManyRequests,
 					"Too many requests with this API key (%d a minute on this node), check the X-RateLimit-* response headers", q.limit)
 			}

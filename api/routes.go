@@ -5,6 +5,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
+	"github.com/presencehq/presence/pkg/ops"
 )
 
 // routes maps the whole HTTP surface (PROTOCOL.md §6).
@@ -13,7 +14,7 @@ func (s *Server) routes() *echo.Echo {
 	e.HideBanner = true
 	e.HidePort = true
 	e.HTTPErrorHandler = errorHandler(s.log)
-	e.Use(stamp)
+	e.Use(s.metrics.observe, stamp)
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisablePrintStack: true}))
 	// Browser apps call from their own origin with the SDK's headers.
 	e.Use(middleware.CORSWithConfig(middleware.CORSConfig{
@@ -23,15 +24,12 @@ func (s *Server) routes() *echo.Echo {
 		ExposeHeaders: rateHeaders,
 	}))
 
-	// Probes for load balancers and orchestrators: alive, and ready to serve
-	// (connected to NATS). No auth, no body worth hiding.
-	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
-	e.GET("/readyz", func(c echo.Context) error {
-		if !s.nc.IsConnected() {
-			return c.String(http.StatusServiceUnavailable, "not connected to NATS\n")
-		}
-		return c.String(http.StatusOK, "ok\n")
-	})
+	// Probes for load balancers and orchestrators (alive, ready to serve)
+	// and metrics: no auth, no body worth hiding. The load balancer keeps
+	// /metrics to the inside.
+	e.GET("/healthz", echo.WrapHandler(http.HandlerFunc(ops.Healthz)))
+	e.GET("/readyz", echo.WrapHandler(ops.Readyz(s.NotReady)))
+	e.GET("/metrics", echo.WrapHandler(ops.Metrics(s.registry)))
 
 	// Every endpoint below is for callers with the API key and a token, and
 	// rate limited (ratelimit.go).

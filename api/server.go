@@ -22,10 +22,12 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/presencehq/presence/pkg/filter"
 	"github.com/presencehq/presence/pkg/natsauth"
 	"github.com/presencehq/presence/pkg/natsconn"
+	"github.com/presencehq/presence/pkg/ops"
 	"github.com/presencehq/presence/pkg/route"
 	"github.com/presencehq/presence/pkg/store"
 	"github.com/presencehq/presence/pkg/subject"
@@ -47,6 +49,9 @@ type Server struct {
 	// userLimit counts client-side callers' requests per user and
 	// endpoint, keyLimit every request (nil: no limit); see rateLimit.
 	userLimit, keyLimit *window
+	// registry holds the node's metrics; the same one serves /metrics.
+	registry *prometheus.Registry
+	metrics  *metrics
 
 	queries   micro.Service      // the presence queries over NATS (natsapi.go)
 	cancel    context.CancelFunc // ends the router's watch
@@ -54,9 +59,17 @@ type Server struct {
 	closeErr  error
 }
 
+// Option adjusts an api node at New.
+type Option func(*Server)
+
+// WithRegistry registers the node's metrics on reg and serves reg on
+// /metrics (the all-in-one shares one among its services). Without it the
+// node has a registry of its own.
+func WithRegistry(reg *prometheus.Registry) Option { return func(s *Server) { s.registry = reg } }
+
 // New sets up the store, opens the index and waits until it has caught up
 // with the buckets, so the first query already sees everything.
-func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Server, error) {
+func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger, opts ...Option) (*Server, error) {
 	if cfg.APIKey == "" || cfg.APISecret == "" {
 		return nil, errors.New("api: api key and api secret are required")
 	}
@@ -81,6 +94,13 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Ser
 		cfg: cfg, nc: nc, js: js, st: st, log: log, now: func() time.Time { return time.Now().UTC() },
 		tokens: token.NewChecker(cfg.APISecret, token.WithPreviousSecret(cfg.APISecretPrevious), token.WithDevTokens(cfg.DevTokens)),
 	}
+	for _, o := range opts {
+		o(s)
+	}
+	if s.registry == nil {
+		s.registry = ops.NewRegistry()
+	}
+	s.metrics = newMetrics(s.registry)
 	if cfg.RateLimitUser > 0 {
 		s.userLimit = newWindow(cfg.RateLimitUser, maxLimitedKeys)
 	}
@@ -111,8 +131,19 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Ser
 	return s, nil
 }
 
-// Handler is the REST API (every path but /connect).
+// Handler is the REST API (every path but /connect), with /metrics,
+// /healthz and /readyz.
 func (s *Server) Handler() http.Handler { return s.echo }
+
+// NotReady says why the node should not get requests (NATS is not
+// connected), or "" when it should. It is caught up from
+// the start: New returns only once its index has caught up.
+func (s *Server) NotReady() string {
+	if !s.nc.IsConnected() {
+		return "not connected to NATS"
+	}
+	return ""
+}
 
 // Close stops the watches, waits for them and closes the index. Calling it
 // again does nothing.

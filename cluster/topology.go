@@ -56,8 +56,9 @@ type Node struct {
 	Name string
 	Kind Kind
 	// Port is the node's main listener: NATS clients, a gateway's WebSocket
-	// /connect (with /healthz and /readyz), an api node's REST, or the load
-	// balancer's REST + /connect. Workers listen on nothing.
+	// /connect, an api node's REST, a worker's /metrics and probes, or the
+	// load balancer's REST + /connect. Every Presence service also serves
+	// /metrics, /healthz and /readyz on it.
 	Port int
 	// ClusterPort (routes) and MonitorPort (/healthz, /connz) of a NATS node.
 	ClusterPort int
@@ -95,8 +96,8 @@ func Default() Topology {
 			{Name: "nats-1", Kind: NATS, Port: 4222, ClusterPort: 6222, MonitorPort: 8222},
 			{Name: "nats-2", Kind: NATS, Port: 4223, ClusterPort: 6223, MonitorPort: 8223},
 			{Name: "nats-3", Kind: NATS, Port: 4224, ClusterPort: 6224, MonitorPort: 8224},
-			{Name: "worker-1", Kind: Worker},
-			{Name: "worker-2", Kind: Worker},
+			{Name: "worker-1", Kind: Worker, Port: 8091},
+			{Name: "worker-2", Kind: Worker, Port: 8092},
 			{Name: "gateway-1", Kind: Gateway, Port: 8801},
 			{Name: "gateway-2", Kind: Gateway, Port: 8802},
 			{Name: "api-1", Kind: API, Port: 3031},
@@ -248,6 +249,7 @@ func (t Topology) Env(name string, n Net) (map[string]string, error) {
 	case Worker:
 		env := service()
 		env["PRESENCE_WORKER_NAME"] = node.Name
+		env["PRESENCE_HTTP_ADDR"] = hostPort(n.Listen, node.Port)
 		return env, nil
 	case Gateway:
 		env := service()

@@ -76,6 +76,7 @@ func (c *conn) Message(b []byte) {
 // Closed unregisters the connection and publishes its close.
 func (c *conn) Closed() {
 	defer c.g.connWG.Done()
+	c.g.metrics.disconnected(c.sock.Ending())
 	c.g.forget(c)
 }
 
@@ -88,10 +89,12 @@ func (g *Gateway) serveConnect(w http.ResponseWriter, r *http.Request) {
 	}
 	c, profile, p, apiErr := g.admit(r, sock)
 	if apiErr != nil {
+		g.metrics.connectsRefused.Inc()
 		g.reject(sock, apiErr)
 		g.connWG.Done()
 		return
 	}
+	g.metrics.connectsOK.Inc()
 	// connection.ok strictly first: the SDK takes the first frame as the
 	// answer. Then a health check, which starts the SDK's own.
 	ok := event.Event{Type: event.ConnectionOK, ConnectionID: c.id, Me: selfView(profile, p), CreatedAt: time.Now().UTC()}

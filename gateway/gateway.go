@@ -20,10 +20,12 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/presencehq/presence/pkg/connevent"
 	"github.com/presencehq/presence/pkg/natsauth"
 	"github.com/presencehq/presence/pkg/natsconn"
+	"github.com/presencehq/presence/pkg/ops"
 	"github.com/presencehq/presence/pkg/store"
 	"github.com/presencehq/presence/pkg/subject"
 	"github.com/presencehq/presence/pkg/token"
@@ -60,6 +62,9 @@ type Gateway struct {
 	// connectsWaiting counts connects waiting for one.
 	admitting       chan struct{}
 	connectsWaiting atomic.Int64
+	// registry holds the node's metrics; the same one serves /metrics.
+	registry *prometheus.Registry
+	metrics  *metrics
 
 	mu       sync.Mutex
 	conns    map[string]*conn
@@ -74,12 +79,20 @@ type Gateway struct {
 // Option adjusts a gateway at New.
 type Option func(*options)
 
-type options struct{ leaseConn *nats.Conn }
+type options struct {
+	leaseConn *nats.Conn
+	registry  *prometheus.Registry
+}
 
 // WithLeaseConn renews the node's lease over its own NATS connection, so a
 // flood of relayed events or connection events queued on the main one never
 // delays a renewal (I4: a live gateway never loses its lease). Run uses it.
 func WithLeaseConn(nc *nats.Conn) Option { return func(o *options) { o.leaseConn = nc } }
+
+// WithRegistry registers the node's metrics on reg and serves reg on
+// /metrics (the all-in-one shares one among its services). Without it the
+// node has a registry of its own.
+func WithRegistry(reg *prometheus.Registry) Option { return func(o *options) { o.registry = reg } }
 
 // New starts a gateway node on nc: it announces its new epoch, starts its
 // lease and watch registry. Serve its Handler; call Close to drain.
@@ -102,7 +115,6 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger, opts 
 	if log == nil {
 		log = slog.Default()
 	}
-	log = log.With("node", cfg.NodeName)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, err
@@ -146,11 +158,17 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger, opts 
 		admitting: make(chan struct{}, cfg.ConnectInFlight),
 		trusted:   trusted,
 	}
+	g.registry = o.registry
+	if g.registry == nil {
+		g.registry = ops.NewRegistry()
+	}
+	g.metrics = newMetrics(g.registry, g)
+	g.metrics.countNATSSlowConsumers(nc)
 	if cfg.ConnectRatePerIP > 0 {
 		g.perAddr = newAddrLimit(cfg.ConnectRatePerIP, cfg.ConnectBurstPerIP)
 	}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
-	if g.relay, err = newRelay(nc, log); err != nil {
+	if g.relay, err = newRelay(nc, log, g.metrics); err != nil {
 		g.cancel()
 		sockets.Close()
 		return nil, err
@@ -178,23 +196,18 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger, opts 
 // load balancer, elsewhere): "service restart".
 const websocket1012 = socket.StatusServiceRestart
 
-// Handler serves /connect, /healthz (the process is alive) and /readyz (it
-// takes connections: NATS is connected and the node is not draining).
+// Handler serves /connect, /metrics, /healthz (the process is alive) and
+// /readyz (it takes connections: see NotReady).
 func (g *Gateway) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/connect", g.serveConnect)
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if reason := g.notReady(); reason != "" {
-			http.Error(w, reason, http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = w.Write([]byte("ok\n"))
-	})
+	ops.Handle(mux, g.registry, g.NotReady)
 	return mux
 }
 
-func (g *Gateway) notReady() string {
+// NotReady says why the node should not take connections (it is draining,
+// or NATS is not connected), or "" when it should.
+func (g *Gateway) NotReady() string {
 	g.mu.Lock()
 	draining := g.draining
 	g.mu.Unlock()

@@ -115,6 +115,7 @@ func (g *Gateway) keepLease() {
 			return
 		case err := <-renewed:
 			renewing = false
+			g.metrics.renewed(err)
 			if errors.Is(err, errLeaseLost) {
 				g.recoverLease()
 			} else if err != nil && g.ctx.Err() == nil {

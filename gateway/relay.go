@@ -18,8 +18,9 @@ import (
 // channel, one NATS subscription per watched subject however many
 // connections share it, and delivery of each event once per connection.
 type relay struct {
-	nc  *nats.Conn
-	log *slog.Logger
+	nc      *nats.Conn
+	log     *slog.Logger
+	metrics *metrics
 	// in receives every subscribed subject's messages: channel subscriptions
 	// cost no goroutine each, so a node can hold one per watched subject.
 	in   chan *nats.Msg
@@ -37,9 +38,9 @@ type relay struct {
 	seen   *versions
 }
 
-func newRelay(nc *nats.Conn, log *slog.Logger) (*relay, error) {
+func newRelay(nc *nats.Conn, log *slog.Logger, m *metrics) (*relay, error) {
 	r := &relay{
-		nc: nc, log: log,
+		nc: nc, log: log, metrics: m,
 		in:       make(chan *nats.Msg, 65536),
 		released: make(chan string, 1024),
 		held:     map[string][]*nats.Msg{},
@@ -185,6 +186,12 @@ func (r *relay) deliver(msg *nats.Msg) {
 	r.mu.Unlock()
 	for _, c := range targets {
 		c.enqueue(msg.Data)
+	}
+	if len(targets) > 0 {
+		r.metrics.relayed.Add(float64(len(targets)))
+		if !m.At.IsZero() {
+			r.metrics.relayLatency.Observe(time.Since(m.At).Seconds())
+		}
 	}
 }
 

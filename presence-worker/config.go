@@ -16,6 +16,8 @@ type Config struct {
 	NATSUser, NATSPassword string
 	// Name identifies the worker in logs.
 	Name string
+	// HTTPAddr serves /metrics, /healthz and /readyz (Run only).
+	HTTPAddr string
 	// Shards is how many users the worker processes at once; one user's
 	// events always go to the same shard, in order. Each waits on a
 	// JetStream round trip per event, which grows to milliseconds when the
@@ -42,6 +44,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.NATSURL, "nats-url", "nats://127.0.0.1:4222", "NATS server URL")
 	natsconn.RegisterCredentialFlags(fs, &c.NATSUser, &c.NATSPassword, natsauth.Worker)
 	fs.StringVar(&c.Name, "worker-name", "worker-1", "name of this worker (logs)")
+	fs.StringVar(&c.HTTPAddr, "http-addr", ":8090", "address serving /metrics, /healthz and /readyz")
 	fs.IntVar(&c.Shards, "shards", 256, "users processed concurrently")
 	fs.DurationVar(&c.ActiveInterval, "active-interval", 15*time.Minute, "how often a live connection refreshes last_active")
 	fs.IntVar(&c.Replicas, "replicas", 1, "replicas of JetStream streams and buckets")

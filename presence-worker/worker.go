@@ -15,6 +15,8 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"net"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,12 +25,14 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/presencehq/presence/pkg/connevent"
 	"github.com/presencehq/presence/pkg/event"
 	"github.com/presencehq/presence/pkg/model"
 	"github.com/presencehq/presence/pkg/natsauth"
 	"github.com/presencehq/presence/pkg/natsconn"
+	"github.com/presencehq/presence/pkg/ops"
 	"github.com/presencehq/presence/pkg/route"
 	"github.com/presencehq/presence/pkg/store"
 	"github.com/presencehq/presence/pkg/subject"
@@ -72,6 +76,15 @@ type Worker struct {
 	// emitFault, set by tests only, fails emits before they read anything.
 	emitFault atomic.Pointer[func(user string) error]
 
+	// registry holds the worker's metrics; consumer is the input's
+	// consumer, once created (its numbers are read at each scrape).
+	registry *prometheus.Registry
+	metrics  *metrics
+	consumer atomic.Pointer[jetstream.Consumer]
+	// ready is set once the worker consumes its input.
+	ready     atomic.Bool
+	closeOnce sync.Once
+
 	shards  []chan jetstream.Msg
 	cc      jetstream.ConsumeContext
 	graceCC jetstream.ConsumeContext
@@ -83,13 +96,20 @@ type Worker struct {
 // Option adjusts a worker at New.
 type Option func(*options)
 
-type options struct{ leaseConn *nats.Conn }
+type options struct {
+	leaseConn *nats.Conn
+	registry  *prometheus.Registry
+}
 
 // WithLeaseConn follows the gateways' leases and heartbeats over a NATS
 // connection of their own: the main one carries thousands of input events
 // at once, and a heartbeat queued behind them could make a live gateway
 // look dead (I4). Run uses it.
 func WithLeaseConn(nc *nats.Conn) Option { return func(o *options) { o.leaseConn = nc } }
+
+// WithRegistry registers the worker's metrics on reg (the all-in-one shares
+// one among its services). Without it the worker has a registry of its own.
+func WithRegistry(reg *prometheus.Registry) Option { return func(o *options) { o.registry = reg } }
 
 // New starts a worker on nc. Call Close to stop it.
 func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger, opts ...Option) (*Worker, error) {
@@ -101,7 +121,6 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger, opts 
 	if log == nil {
 		log = slog.Default()
 	}
-	log = log.With("worker", cfg.Name)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, err
@@ -121,6 +140,11 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger, opts 
 	}
 	w.recent.at = map[string]time.Time{}
 	w.states = store.NewCache(stateCacheBytes)
+	w.registry = o.registry
+	if w.registry == nil {
+		w.registry = ops.NewRegistry()
+	}
+	w.metrics = newMetrics(w.registry, w)
 	w.ctx, w.cancel = context.WithCancel(context.Background())
 	fail := func(err error) (*Worker, error) {
 		w.cancel()
@@ -168,6 +192,7 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger, opts 
 	if err != nil {
 		return fail(fmt.Errorf("worker: consumer: %w", err))
 	}
+	w.consumer.Store(&now)
 	held, err := js.CreateOrUpdateConsumer(ctx, store.StreamGrace, jetstream.ConsumerConfig{
 		Durable:       store.ConsumerGrace,
 		AckPolicy:     jetstream.AckExplicitPolicy,
@@ -198,13 +223,17 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger, opts 
 		closeShards()
 		return fail(fmt.Errorf("worker: consume held closes: %w", err))
 	}
+	w.ready.Store(true)
 	log.Info("worker started", "shards", cfg.Shards)
 	return w, nil
 }
 
 // Close stops consuming, finishes the events in hand and returns. Unacked
-// events are redelivered to another worker.
-func (w *Worker) Close() {
+// events are redelivered to another worker. Calling it again does nothing.
+func (w *Worker) Close() { w.closeOnce.Do(w.close) }
+
+func (w *Worker) close() {
+	w.ready.Store(false)
 	w.cc.Drain()
 	w.graceCC.Drain()
 	<-w.cc.Closed()
@@ -233,9 +262,47 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	<-ctx.Done()
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		w.Close()
+		return fmt.Errorf("worker: %w", err)
+	}
+	srv := &http.Server{Handler: w.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	w.log.Info("listening", "http", ln.Addr().String())
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	// Not ready from here: the orchestrator stops counting on this worker
+	// while it finishes the events in hand.
+	w.ready.Store(false)
 	w.Close()
-	return nil
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+	return err
+}
+
+// Handler serves /metrics, /healthz and /readyz (see NotReady).
+func (w *Worker) Handler() http.Handler {
+	mux := http.NewServeMux()
+	ops.Handle(mux, w.registry, w.NotReady)
+	return mux
+}
+
+// NotReady says why the worker is not doing its work (it is stopping, or
+// NATS is not connected), or "" when it is: consuming its input, with
+// every stream and bucket set up.
+func (w *Worker) NotReady() string {
+	switch {
+	case !w.ready.Load():
+		return "stopping"
+	case !w.nc.IsConnected():
+		return "not connected to NATS"
+	}
+	return ""
 }
 
 // dispatch hands a message to the shard of its user (or node): every input
@@ -276,10 +343,15 @@ func (w *Worker) handle(msg jetstream.Msg) {
 		_ = msg.NakWithDelay(wait)
 		return
 	}
+	again := redelivered(msg)
+	if again {
+		w.metrics.redeliveries.Inc()
+	}
+	began := time.Now()
 	if ev.Kind == connevent.NodeStarted || ev.Kind == connevent.NodeExpired {
-		err = w.nodeGone(ev, redelivered(msg), func() { _ = msg.InProgress() })
+		err = w.nodeGone(ev, again, func() { _ = msg.InProgress() })
 	} else {
-		err = w.applyEvent(ctx, ev, redelivered(msg))
+		err = w.applyEvent(ctx, ev, again)
 	}
 	if err != nil {
 		if w.ctx.Err() == nil {
@@ -293,6 +365,7 @@ func (w *Worker) handle(msg jetstream.Msg) {
 		_ = msg.NakWithDelay(retry)
 		return
 	}
+	w.metrics.applied(ev.Kind, time.Since(began))
 	_ = msg.Ack()
 }
 
@@ -389,6 +462,13 @@ func (w *Worker) applyEvent(ctx context.Context, ev connevent.Event, redelivery 
 	})
 	if err != nil {
 		return err
+	}
+	if wrote && transition {
+		if p.Visible() {
+			w.metrics.online.Inc()
+		} else {
+			w.metrics.offline.Inc()
+		}
 	}
 	switch {
 	case wrote && transition:
@@ -508,7 +588,11 @@ func (w *Worker) publish(user string, profile model.User, p model.Presence, typ 
 	}
 	view := model.View(profile, p, model.Other)
 	ev := event.Event{Type: typ, User: view, CreatedAt: now}
-	return event.Publish(w.nc, event.Meta{User: user, Stream: event.StreamPresence, Version: version, Prev: prev, CIDs: cids}, ev.Encode())
+	meta := event.Meta{User: user, Stream: event.StreamPresence, Version: version, Prev: prev, CIDs: cids}
+	if typ == presenceChanged {
+		meta.At = p.LastEventAt // what gateways measure their relay latency from
+	}
+	return event.Publish(w.nc, meta, ev.Encode())
 }
 
 func (w *Worker) epochOf(node string) uint64 {

@@ -70,6 +70,11 @@ type Conn struct {
 	closeSent, closeWritten, closeRecv, failed bool
 	closeWait                                  *time.Timer
 	done                                       bool
+	// ended says who ended the socket and with which code, as Ending
+	// reports it; set by the first close, from either side.
+	ended    StatusCode
+	endedBy  bool // by the client
+	endKnown bool
 }
 
 type frame struct {
@@ -142,6 +147,7 @@ func (c *Conn) startClose(code StatusCode, reason string, fail bool) {
 		return
 	}
 	c.closeSent, c.failed = true, fail
+	c.noteEnd(code, false)
 	c.queue = append(c.queue, frame{opClose, closePayload(code, reason)})
 	start := !c.writing
 	c.writing = true
@@ -154,6 +160,34 @@ func (c *Conn) startClose(code StatusCode, reason string, fail bool) {
 // Abort closes the socket at once, without the closing handshake (for a
 // client presumed gone, which would never answer it).
 func (c *Conn) Abort() { c.finish() }
+
+// abortUnanswered aborts a socket whose client stopped answering pings:
+// Ending reads 1001 (going away), by the server.
+func (c *Conn) abortUnanswered() {
+	c.mu.Lock()
+	c.noteEnd(StatusGoingAway, false)
+	c.mu.Unlock()
+	c.finish()
+}
+
+// Ending reports how the socket ended: the close code and whether the
+// client ended it (its close frame, or it went away: 1006). Meaningful once
+// the handler's Closed has been called.
+func (c *Conn) Ending() (code StatusCode, byClient bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.endKnown {
+		return StatusAbnormal, true
+	}
+	return c.ended, c.endedBy
+}
+
+// noteEnd keeps the first ending; c.mu is held.
+func (c *Conn) noteEnd(code StatusCode, byClient bool) {
+	if !c.endKnown {
+		c.ended, c.endedBy, c.endKnown = code, byClient, true
+	}
+}
 
 // finish closes the socket; the first call tells the handler.
 func (c *Conn) finish() {
@@ -246,6 +280,7 @@ func (c *Conn) closeWriteSide() {
 func (c *Conn) closeReceived(code StatusCode) {
 	c.mu.Lock()
 	c.closeRecv = true
+	c.noteEnd(code, true)
 	sent, written := c.closeSent, c.closeWritten
 	c.mu.Unlock()
 	switch {

@@ -27,8 +27,11 @@ const (
 	StatusInvalidData     StatusCode = 1007
 	StatusPolicyViolation StatusCode = 1008
 	StatusTooBig          StatusCode = 1009
-	StatusServiceRestart  StatusCode = 1012
-	StatusTryAgainLater   StatusCode = 1013
+	// StatusAbnormal is never sent: it stands for a connection that ended
+	// without a close frame (§7.1.5).
+	StatusAbnormal       StatusCode = 1006
+	StatusServiceRestart StatusCode = 1012
+	StatusTryAgainLater  StatusCode = 1013
 )
 
 // header is a frame header as a client sent it.

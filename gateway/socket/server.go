@@ -302,7 +302,7 @@ func (s *Server) clock() {
 		}
 		s.mu.Unlock()
 		for _, c := range gone {
-			c.Abort()
+			c.abortUnanswered()
 		}
 		for _, c := range idle {
 			c.Close(StatusGoingAway, "no message within the idle timeout")

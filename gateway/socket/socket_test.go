@@ -168,6 +168,32 @@ func TestServerCloseSendsItsCode(t *testing.T) {
 	}
 	// The client answered the handshake (coder/websocket does while reading).
 	waitClosed(t, rec, 5*time.Second)
+	wantEnding(t, rec, StatusServiceRestart, false)
+}
+
+func TestClientCloseEndsTheSocketByTheClient(t *testing.T) {
+	ts := newTestServer(t, Options{}, false)
+	ws, rec := ts.dial(t)
+	if err := ws.Close(websocket.StatusNormalClosure, "bye"); err != nil {
+		t.Fatal(err)
+	}
+	waitClosed(t, rec, 5*time.Second)
+	wantEnding(t, rec, StatusNormal, true)
+
+	// One that goes away without a close frame.
+	raw := dialRaw(t, ts.url)
+	rec = <-ts.accepted
+	raw.nc.Close()
+	waitClosed(t, rec, 5*time.Second)
+	wantEnding(t, rec, StatusAbnormal, true)
+}
+
+// wantEnding checks how the socket ended, as the gateway's metrics read it.
+func wantEnding(t *testing.T, rec *recorder, code StatusCode, byClient bool) {
+	t.Helper()
+	if c, by := rec.c.Ending(); c != code || by != byClient {
+		t.Fatalf("Ending() = %d, by client %v; want %d, by client %v", c, by, code, byClient)
+	}
 }
 
 func TestUnansweredPingAbortsTheSocket(t *testing.T) {
@@ -179,17 +205,20 @@ func TestUnansweredPingAbortsTheSocket(t *testing.T) {
 	if took := time.Since(began); took > 2*time.Second {
 		t.Fatalf("silent client dropped after %v, want about interval + timeout", took)
 	}
+	wantEnding(t, rec, StatusGoingAway, false)
 	_ = raw
 }
 
 func TestAnsweredPingsKeepTheSocketOpen(t *testing.T) {
-	ts := newTestServer(t, Options{PingInterval: 20 * time.Millisecond, PingTimeout: 40 * time.Millisecond}, true)
+	// A pong has half a second: a busy machine (the race detector, a
+	// parallel build) can hold one up for tens of milliseconds.
+	ts := newTestServer(t, Options{PingInterval: 20 * time.Millisecond, PingTimeout: 500 * time.Millisecond}, true)
 	ws, rec := ts.dial(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	// Reading answers pings; ten ping intervals pass with messages going
-	// both ways.
-	deadline := time.Now().Add(200 * time.Millisecond)
+	// Reading answers pings; three ping timeouts pass with messages going
+	// both ways (a socket whose pongs did not count would be gone by then).
+	deadline := time.Now().Add(1500 * time.Millisecond)
 	for time.Now().Before(deadline) {
 		if err := ws.Write(ctx, websocket.MessageText, []byte("hi")); err != nil {
 			t.Fatal(err)
@@ -215,6 +244,7 @@ func TestIdleSocketIsClosedWith1001(t *testing.T) {
 		t.Fatalf("idle socket closed with %v (%v), want 1001", code, err)
 	}
 	waitClosed(t, rec, 5*time.Second)
+	wantEnding(t, rec, StatusGoingAway, false)
 }
 
 func TestFragmentedMessageIsReassembled(t *testing.T) {
@@ -277,6 +307,7 @@ func TestRefusedFramesCloseWithTheirCode(t *testing.T) {
 			}
 			raw.nc.Close()
 			waitClosed(t, rec, 5*time.Second)
+			wantEnding(t, rec, tc.code, false)
 			if len(rec.messages()) != 0 {
 				t.Fatalf("a refused frame was delivered: %q", rec.messages())
 			}

@@ -64,6 +64,7 @@ const (
 	HeaderStream  = "Presence-Stream"
 	HeaderVersion = "Presence-Version"
 	HeaderPrev    = "Presence-Prev-Version"
+	HeaderAt      = "Presence-At"
 )
 
 // Meta is what a gateway needs to route and deduplicate a relayed event.
@@ -78,6 +79,10 @@ type Meta struct {
 	// so recent it may still be on its way from another worker; gateways
 	// hold this event back briefly until Prev is delivered (I2).
 	Prev uint64
+	// At is when the connect or close behind a presence transition happened,
+	// as its gateway saw it (zero: not a transition): gateways measure their
+	// connect→relay latency from it.
+	At time.Time
 }
 
 // Publish sends payload on the user's subject and on each channel's subject.
@@ -88,6 +93,9 @@ func Publish(nc *nats.Conn, m Meta, payload []byte) error {
 	h.Set(HeaderVersion, strconv.FormatUint(m.Version, 10))
 	if m.Prev != 0 {
 		h.Set(HeaderPrev, strconv.FormatUint(m.Prev, 10))
+	}
+	if !m.At.IsZero() {
+		h.Set(HeaderAt, strconv.FormatInt(m.At.UnixNano(), 10))
 	}
 	if err := nc.PublishMsg(&nats.Msg{Subject: subject.UserEvents(m.User), Header: h, Data: payload}); err != nil {
 		return err
@@ -110,5 +118,8 @@ func ReadMeta(msg *nats.Msg) (Meta, bool) {
 	}
 	m.Version = v
 	m.Prev, _ = strconv.ParseUint(msg.Header.Get(HeaderPrev), 10, 64)
+	if at, err := strconv.ParseInt(msg.Header.Get(HeaderAt), 10, 64); err == nil && at > 0 {
+		m.At = time.Unix(0, at)
+	}
 	return m, true
 }

@@ -1,6 +1,9 @@
 package store
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // Cache remembers the last value and revision an Update read or wrote per
 // key, so the next Update of that key goes straight to its compare-and-set
@@ -19,6 +22,29 @@ type Cache struct {
 	entries  map[string]cached
 	bytes    int
 	maxBytes int
+	// conflicts counts compare-and-sets lost to another writer, retries
+	// every update tried again (after a conflict, or a stale copy).
+	conflicts, retries atomic.Uint64
+}
+
+// Conflicts is how many compare-and-sets of updates through c failed: the
+// key had moved on (another writer, or a stale cached copy); each update was
+// tried again.
+func (c *Cache) Conflicts() uint64 { return c.conflicts.Load() }
+
+// Retries is how many times an update through c was tried again: after a
+// conflict, or when the cached copy turned out stale.
+func (c *Cache) Retries() uint64 { return c.retries.Load() }
+
+// retried counts one retry, and a conflict when conflict is set.
+func (c *Cache) retried(conflict bool) {
+	if c == nil {
+		return
+	}
+	c.retries.Add(1)
+	if conflict {
+		c.conflicts.Add(1)
+	}
 }
 
 type cached struct {

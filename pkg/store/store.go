@@ -335,6 +335,7 @@ func UpdateCached[T any](ctx context.Context, kv jetstream.KeyValue, key string,
 		if err := fn(&v, exists); errors.Is(err, ErrUnchanged) {
 			if fromCache {
 				c.forget(key) // "nothing to do" is only believed of a fresh read
+				c.retried(false)
 				continue
 			}
 			return v, rev, false, nil
@@ -364,6 +365,7 @@ func UpdateCached[T any](ctx context.Context, kv jetstream.KeyValue, key string,
 		}
 		// Another writer won (or the cached copy was stale): read again and
 		// reapply.
+		c.retried(true)
 	}
 }
 

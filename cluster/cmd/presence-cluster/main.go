@@ -168,11 +168,14 @@ func printBanner(out io.Writer, c *cluster.Cluster, key, secret string, generate
 		fmt.Fprintf(tw, "  SDK baseURL (REST + /connect)\t%s\t(nginx)\n", c.URL("lb"))
 		fmt.Fprintf(tw, "  WebSocket /connect\t%s\t(nginx)\n", c.ConnectURL("lb"))
 	}
+	for _, n := range top.Of(cluster.Worker) {
+		fmt.Fprintf(tw, "  %s\t%s\t/metrics /healthz /readyz\n", n.Name, c.URL(n.Name))
+	}
 	for _, n := range top.Of(cluster.Gateway) {
-		fmt.Fprintf(tw, "  %s\t%s\t/healthz /readyz\n", n.Name, c.ConnectURL(n.Name))
+		fmt.Fprintf(tw, "  %s\t%s\t/metrics /healthz /readyz\n", n.Name, c.ConnectURL(n.Name))
 	}
 	for _, n := range top.Of(cluster.API) {
-		fmt.Fprintf(tw, "  %s\t%s\tREST\n", n.Name, c.URL(n.Name))
+		fmt.Fprintf(tw, "  %s\t%s\tREST, /metrics /healthz /readyz\n", n.Name, c.URL(n.Name))
 	}
 	for _, n := range top.Of(cluster.NATS) {
 		fmt.Fprintf(tw, "  %s\t%s\tmonitoring http://127.0.0.1:%d\n", n.Name, c.URL(n.Name), n.MonitorPort)

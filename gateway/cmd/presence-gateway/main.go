@@ -27,7 +27,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	log, err := lo.New(os.Stderr, "service", "gateway")
+	log, err := lo.New(os.Stderr, "service", "gateway", "node", cfg.NodeName)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)

@@ -26,7 +26,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	log, err := lo.New(os.Stderr, "service", "worker")
+	log, err := lo.New(os.Stderr, "service", "worker", "node", cfg.Name)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
