@@ -103,8 +103,11 @@ chaos:
 # Benchmarks (bench/): the scenarios at quick sizes, a table on stdout and
 # bench/results/latest.json. bench-full runs the full sizes, and 90,000
 # clients over 5 gateways of make cluster's topology.
+# BENCH_ARGS: more presence-bench flags, e.g. -run fanout, or
+# -presence-http=127.0.0.1:3030 to serve the measured Presence's /metrics
+# where Prometheus and the dashboard look (make run stopped meanwhile).
 bench:
-	$(GO) run ./bench/cmd/presence-bench -profile quick
+	$(GO) run ./bench/cmd/presence-bench -profile quick $(BENCH_ARGS)
 
 bench-full:
-	$(GO) run ./bench/cmd/presence-bench -profile full
+	$(GO) run ./bench/cmd/presence-bench -profile full $(BENCH_ARGS)

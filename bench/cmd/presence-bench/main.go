@@ -131,6 +131,9 @@ func profileParams(profile string) (params, error) {
 type env struct {
 	bin, dir string
 	p        params
+	// httpAddr, when set, is where the measured Presence serves REST and
+	// /metrics instead of a free port (-presence-http).
+	httpAddr string
 }
 
 // scenario measures one system, already started: its results, and the
@@ -170,6 +173,7 @@ func run(args []string) error {
 	out := fs.String("out", "bench/results/latest.json", "where to write the results")
 	only := fs.String("run", "", "comma-separated scenarios to run (default: all)")
 	systems := fs.String("systems", presence+","+centrifuge, "comma-separated systems to measure")
+	httpAddr := fs.String("presence-http", "", "serve the measured Presence's REST and /metrics on this address (e.g. 127.0.0.1:3030, for Prometheus and the dashboard) instead of a free port")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -196,7 +200,7 @@ func run(args []string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	e := env{bin: work, dir: dir, p: p}
+	e := env{bin: work, dir: dir, p: p, httpAddr: *httpAddr}
 	rep := Report{Profile: *profile, When: time.Now().UTC().Format(time.RFC3339), Machine: machine()}
 	began := time.Now()
 	wanted := func(name string) bool { return *only == "" || slices.Contains(strings.Split(*only, ","), name) }
@@ -246,7 +250,7 @@ func run(args []string) error {
 
 // measure runs one scenario on a fresh instance of system.
 func measure(ctx context.Context, e env, sc scenario, system string) ([]Result, []Series, error) {
-	srv, err := start(ctx, e.bin, system, sc.limits)
+	srv, err := start(ctx, e, system, sc.limits)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -46,11 +46,11 @@ type server struct {
 
 // start starts system on free loopback ports and waits until it is ready;
 // limits as scenario.limits says.
-func start(ctx context.Context, bin, system string, limits bool) (*server, error) {
+func start(ctx context.Context, e env, system string, limits bool) (*server, error) {
 	if system == centrifuge {
-		return startPeer(ctx, bin)
+		return startPeer(ctx, e.bin)
 	}
-	return startServer(ctx, bin, limits)
+	return startServer(ctx, e.bin, e.httpAddr, limits)
 }
 
 // client is the system as its clients see it, from the given source
@@ -131,11 +131,12 @@ func (s *server) cpuProfile(d time.Duration, path string) (wait func() error) {
 	return func() error { return <-errc }
 }
 
-// startServer starts the all-in-one server on free loopback ports with a
-// fresh data directory and waits until it is ready. With limits, its
-// connect limit per source address is the default and X-Forwarded-For is
-// believed from 127.0.0.1; without, there is no such limit.
-func startServer(ctx context.Context, bin string, limits bool) (*server, error) {
+// startServer starts the all-in-one server on free loopback ports (REST on
+// httpAddr when set) with a fresh data directory and waits until it is
+// ready. With limits, its connect limit per source address is the default
+// and X-Forwarded-For is believed from 127.0.0.1; without, there is no such
+// limit.
+func startServer(ctx context.Context, bin, httpAddr string, limits bool) (*server, error) {
 	ports, err := freePorts(4)
 	if err != nil {
 		return nil, err
@@ -144,7 +145,9 @@ func startServer(ctx context.Context, bin string, limits bool) (*server, error) 
 	if err != nil {
 		return nil, err
 	}
-	httpAddr := "127.0.0.1:" + strconv.Itoa(ports[0])
+	if httpAddr == "" {
+		httpAddr = "127.0.0.1:" + strconv.Itoa(ports[0])
+	}
 	cmd := exec.CommandContext(ctx, filepath.Join(bin, "presence"))
 	cmd.Env = append(os.Environ(),
 		"PRESENCE_DATA_DIR="+data, "PRESENCE_HTTP_ADDR="+httpAddr,
@@ -160,7 +163,11 @@ func startServer(ctx context.Context, bin string, limits bool) (*server, error) 
 	}
 	s := &server{system: presence, cmd: cmd, httpURL: "http://" + httpAddr, wsURL: "ws://127.0.0.1:" + strconv.Itoa(ports[1]) + "/connect",
 		pprof: "http://127.0.0.1:" + strconv.Itoa(ports[3]) + "/debug/pprof/", cleanup: func() { os.RemoveAll(data) }}
-	return s, s.run("http://" + httpAddr + "/readyz")
+	if err := s.run("http://" + httpAddr + "/readyz"); err != nil {
+		return s, err
+	}
+	fmt.Fprintf(os.Stderr, "presence-bench: Presence's metrics: http://%s/metrics\n", httpAddr)
+	return s, nil
 }
 
 // startPeer starts the centrifuge peer on free loopback ports.
