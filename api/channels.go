@@ -531,42 +531,9 @@ func (s *Server) updateChannel(c echo.Context) error {
 	return reply(c, map[string]any{"channel": states[0]["channel"], "members": states[0]["members"]})
 }
 
-// channelPatch is the body of PATCH /channels/{type}/{id}.
-type channelPatch struct {
-	Set   map[string]any `json:"set"`
-	Unset []string       `json:"unset"`
-}
-
-// check checks the patch before anything is read or written.
-func (p channelPatch) check() error {
-	for _, f := range p.Unset {
-		if f == "" || len(f) > 256 {
-			return apierror.Input("unset field names must have 1 to 256 characters")
-		}
-	}
-	return nil
-}
-
-// apply returns custom as the patch changes it, custom itself untouched: set
-// first, then unset; the channel's own fields are not changed this way.
-func (p channelPatch) apply(custom map[string]any) (map[string]any, error) {
-	custom = maps.Clone(custom)
-	if custom == nil {
-		custom = map[string]any{}
-	}
-	for k, v := range p.Set {
-		if !model.ChannelReserved[k] && k != "" {
-			custom[k] = v
-		}
-	}
-	for _, k := range p.Unset {
-		delete(custom, k)
-	}
-	return customFields(custom)
-}
-
 // partialUpdateChannel is PATCH /channels/{type}/{id}: set and unset custom
-// fields (the channel's own fields are not changed this way).
+// fields, by name or by dotted path into nested objects (fieldPatch); the
+// channel's own fields are not changed this way.
 func (s *Server) partialUpdateChannel(c echo.Context) error {
 	cl := callerOf(c)
 	ctx := c.Request().Context()
@@ -574,7 +541,7 @@ func (s *Server) partialUpdateChannel(c echo.Context) error {
 	if err := checkChannelPath(typ, id); err != nil {
 		return err
 	}
-	var body channelPatch
+	var body fieldPatch
 	if err := decode(c, &body); err != nil {
 		return err
 	}
@@ -589,8 +556,11 @@ func (s *Server) partialUpdateChannel(c echo.Context) error {
 		if !canUpdate(cl, *ch) {
 			return apierror.NotAllowed("user %s may not update channel %s", cl.user, ch.CID())
 		}
-		var err error
-		if ch.Custom, err = body.apply(ch.Custom); err != nil {
+		custom, err := body.apply(ch.Custom, model.ChannelReserved)
+		if err != nil {
+			return err
+		}
+		if ch.Custom, err = customFields(custom); err != nil {
 			return err
 		}
 		ch.UpdatedAt = now

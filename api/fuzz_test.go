@@ -217,6 +217,10 @@ func FuzzChannelBodies(f *testing.F) {
 		`{"add_members": [], "remove_members": ["a b"], "data": {}}`,
 		`{"set": {"color": "blue", "id": "x", "members": [], "": 2}, "unset": ["size"]}`,
 		`{"set": {"color": "blue"}, "unset": ["color", ""]}`,
+		`{"set": {"detail.topic": "x", "detail.new.deep": [1, {"a": null}]}, "unset": ["detail.rating", "color.nothing", "none.at.all"]}`,
+		`{"set": {"color.hue": 1}}`,
+		`{"set": {"detail": {}, "detail.topic": "y"}, "unset": ["detail.topic.x"]}`,
+		`{"set": {"a..b": 1, ".a": 2}, "unset": ["a."]}`,
 		`{"set": {"blob": "` + strings.Repeat("b", MaxChannelCustomBytes) + `"}}`,
 		`{"data": "not an object"}`,
 		`[]`,
@@ -260,45 +264,85 @@ func FuzzChannelBodies(f *testing.F) {
 			checkCustom(t, custom)
 		}
 
-		var p channelPatch
+		var p fieldPatch
 		if err := decodeBody(body, &p); err != nil {
 			sdkError(t, "decode", err, apierror.CodeInput, apierror.CodePayloadTooBig)
 			return
 		}
 		if err := p.check(); err != nil {
-			sdkError(t, "channelPatch.check", err, apierror.CodeInput)
+			sdkError(t, "fieldPatch.check", err, apierror.CodeInput)
 			return
 		}
-		for _, k := range p.Unset {
-			if k == "" || len(k) > 256 {
-				t.Fatalf("unset field name of %d bytes accepted", len(k))
+		for _, k := range append(slices.Collect(maps.Keys(p.Set)), p.Unset...) {
+			if checkPath(k) != nil {
+				t.Fatalf("field path %q accepted", k)
 			}
 		}
-		before := map[string]any{"color": "red", "size": 3.0, "tags": []any{"a"}}
-		was := maps.Clone(before)
-		after, err := p.apply(before)
+		before := map[string]any{"color": "red", "size": 3.0, "tags": []any{"a"}, "detail": map[string]any{"rating": 5.0, "topic": "t"}}
+		was := deepCopy(before)
+		after, err := p.apply(before, model.ChannelReserved)
 		if !reflect.DeepEqual(before, was) {
 			t.Fatalf("apply changed the channel's fields in place: %v, was %v", before, was)
 		}
 		if err != nil {
-			sdkError(t, "channelPatch.apply", err, apierror.CodeInput)
+			sdkError(t, "fieldPatch.apply", err, apierror.CodeInput)
 			return
 		}
-		checkCustom(t, after)
-		for k, v := range after {
-			if slices.Contains(p.Unset, k) {
-				t.Fatalf("field %q unset, but kept", k)
-			}
-			if sv, set := p.Set[k]; set && !reflect.DeepEqual(v, sv) || !set && !reflect.DeepEqual(v, before[k]) {
-				t.Fatalf("field %q is %v after the patch %v", k, v, p)
+		if custom, err := customFields(after); err != nil {
+			sdkError(t, "customFields", err, apierror.CodeInput)
+		} else {
+			checkCustom(t, custom)
+		}
+		// Every unset path is gone; every set path holds its value unless
+		// an unset path covers it, or another set path nests in it or it
+		// in another (which of those wins is the order of names).
+		path := func(k string) []string { return strings.Split(k, ".") }
+		for _, k := range p.Unset {
+			if _, there := lookupPath(after, path(k)); there && !model.ChannelReserved[path(k)[0]] {
+				t.Fatalf("%q unset, but kept in %v", k, after)
 			}
 		}
-		for k := range p.Set {
-			if _, kept := after[k]; !kept && !model.ChannelReserved[k] && k != "" && !slices.Contains(p.Unset, k) {
-				t.Fatalf("field %q set, but missing", k)
+		covers := func(a, b string) bool { return a == b || strings.HasPrefix(b, a+".") }
+		for k, v := range p.Set {
+			if model.ChannelReserved[path(k)[0]] {
+				if got, there := lookupPath(after, path(k)); there && !reflect.DeepEqual(got, lookupOr(before, path(k))) {
+					t.Fatalf("reserved %q changed to %v", k, got)
+				}
+				continue
+			}
+			if slices.ContainsFunc(p.Unset, func(u string) bool { return covers(u, k) }) {
+				continue
+			}
+			nested := false
+			for o := range p.Set {
+				nested = nested || o != k && (covers(o, k) || covers(k, o))
+			}
+			if got, there := lookupPath(after, path(k)); !nested && (!there || !reflect.DeepEqual(got, v)) {
+				t.Fatalf("%q set to %v, but reads %v (there: %v) in %v", k, v, got, there, after)
+			}
+		}
+		// What no path touched is as it was.
+		for k, v := range before {
+			touched := slices.ContainsFunc(append(slices.Collect(maps.Keys(p.Set)), p.Unset...), func(q string) bool { return path(q)[0] == k })
+			if !touched && !reflect.DeepEqual(after[k], v) {
+				t.Fatalf("field %q untouched by %v, but %v became %v", k, p, v, after[k])
 			}
 		}
 	})
+}
+
+func lookupOr(obj map[string]any, names []string) any {
+	v, _ := lookupPath(obj, names)
+	return v
+}
+
+// deepCopy copies nested objects and lists, to tell whether apply changed
+// anything in place.
+func deepCopy(v map[string]any) map[string]any {
+	b, _ := json.Marshal(v)
+	var out map[string]any
+	_ = json.Unmarshal(b, &out)
+	return out
 }
 
 // FuzzUserBodies: one body as POST /users (upsert) and PATCH /users

@@ -7,7 +7,7 @@ import { describe, it } from 'node:test';
 
 import { StreamChat } from 'stream-chat';
 
-import { API_KEY, API_SECRET, BASE_URL, getUser, nextEvent, recordEvents, rejectedCall, rejectedConnect, session, uniqueId } from './helpers.mjs';
+import { API_KEY, API_SECRET, BASE_URL, assertCode, getUser, nextEvent, recordEvents, rejectedCall, rejectedConnect, session, uniqueId } from './helpers.mjs';
 
 const PREVIOUS_SECRET = process.env.PRESENCE_API_SECRET_PREVIOUS;
 
@@ -20,12 +20,6 @@ function jwt(payload, { secret = API_SECRET, header = { alg: 'HS256', typ: 'JWT'
 }
 
 const now = () => Math.floor(Date.now() / 1000);
-
-function assertCode(e, code, status, what) {
-  assert.equal(e.code, code, `${what}: expected code ${code}, got ${e.code}: ${e.err?.message ?? e.message}`);
-  const got = e.StatusCode ?? e.status;
-  assert.equal(got, status, `${what}: expected status ${status}, got ${got}`);
-}
 
 describe('tokens', () => {
   const cases = [

@@ -312,6 +312,13 @@ export async function rejectedCall(promise, what) {
   }
 }
 
+/** An SDK error (from rejectedCall or rejectedConnect) has this code and HTTP status. */
+export function assertCode(e, code, status, what) {
+  assert.equal(e.code, code, `${what}: expected code ${code}, got ${e.code}: ${e.err?.message ?? e.message}`);
+  const got = e.StatusCode ?? e.status;
+  assert.equal(got, status, `${what}: expected status ${status}, got ${got}`);
+}
+
 /** Sorted copy, for comparing sets of ids. */
 export function sorted(xs) {
   return [...xs].sort();

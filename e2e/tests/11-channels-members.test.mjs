@@ -1,0 +1,140 @@
+// Channels and members the way Stream apps use them (issue 9): distinct
+// channels made from a member list, the creator's rights, full and partial
+// (nested) updates of custom data, members paged on watch, and a member
+// leaving on their own.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import { assertCode, memberIds, nextEvent, recordEvents, rejectedCall, session, sorted, uniqueId, waitForOnline } from './helpers.mjs';
+
+test('a distinct channel: the same members in any order give one channel, with a !members- id', { timeout: 30_000 }, async (t) => {
+  const s = session(t);
+  const [A, B] = [uniqueId('ann'), uniqueId('bob')];
+  await s.server.upsertUsers([{ id: A }, { id: B }]);
+  const { client: a } = await s.connect({ id: A });
+  const { client: b } = await s.connect({ id: B });
+
+  const fromA = a.channel('messaging', { members: [A, B] });
+  const stateA = await fromA.watch();
+  const fromB = b.channel('messaging', { members: [B, A] });
+  const stateB = await fromB.watch();
+  assert.ok(fromA.id?.startsWith('!members-'), `the channel id starts with !members-: got ${fromA.id}`);
+  assert.equal(fromB.id, fromA.id, 'both member orders name one channel');
+  assert.equal(stateB.channel.cid, stateA.channel.cid);
+  assert.deepEqual(memberIds(stateB), sorted([A, B]));
+  assert.equal(stateB.channel.member_count, 2);
+  assert.strictEqual(a.channel('messaging', { members: [B, A] }), fromA, 'the SDK finds its channel object again by its members');
+
+  // Created by A (the caller), whom B's answer names.
+  assert.equal(stateB.channel.created_by?.id, A, `created_by: got ${JSON.stringify(stateB.channel.created_by)}`);
+  const { channels } = await s.server.queryChannels({ cid: fromA.cid }).then((cs) => ({ channels: cs }));
+  assert.equal(channels.length, 1, 'one channel exists');
+});
+
+test('the creator may update their channel without being a member; others may not', { timeout: 30_000 }, async (t) => {
+  const s = session(t);
+  const [C, M, O] = [uniqueId('own'), uniqueId('mem'), uniqueId('oth')];
+  await s.server.upsertUsers([{ id: C }, { id: M }, { id: O }]);
+  const id = uniqueId('owned');
+  await s.server.channel('messaging', id, { members: [M], created_by_id: C }).create();
+
+  const { client: c } = await s.connect({ id: C });
+  const mine = c.channel('messaging', id);
+  const updated = await mine.update({ topic: 'set by the creator' });
+  assert.equal(updated.channel.topic, 'set by the creator');
+  assert.equal(updated.channel.created_by?.id, C);
+  const patched = await mine.updatePartial({ set: { mood: 'calm' } });
+  assert.equal(patched.channel.mood, 'calm');
+  assert.deepEqual(memberIds(patched), [M], 'the creator did not become a member');
+
+  const { client: o } = await s.connect({ id: O });
+  const e = await rejectedCall(o.channel('messaging', id).updatePartial({ set: { mood: 'angry' } }), 'a stranger updating the channel');
+  assertCode(e, 17, 403, 'updatePartial by a stranger');
+  const [now] = await s.server.queryChannels({ cid: `messaging:${id}` });
+  assert.equal(now.data.mood, 'calm', 'the stranger changed nothing');
+});
+
+test('custom data of any JSON type; update replaces it, updatePartial sets and unsets nested paths', { timeout: 30_000 }, async (t) => {
+  const s = session(t);
+  const [W, X] = [uniqueId('wat'), uniqueId('edt')];
+  await s.server.upsertUsers([{ id: W }, { id: X }]);
+  const { client: w } = await s.connect({ id: W });
+  const custom = { detail: { rating: 5, topic: 'a', tags: ['x', 'y'] }, open: true, nothing: null, level: 3, list: [1, { k: 'v' }] };
+  const channel = w.channel('messaging', uniqueId('data'), { members: [W, X], ...custom });
+  const created = await channel.watch();
+  for (const [k, v] of Object.entries(custom)) {
+    assert.deepEqual(created.channel[k], v, `custom field ${k} at the top level of channel`);
+  }
+
+  const { client: x } = await s.connect({ id: X });
+  const theirs = x.channel('messaging', channel.id);
+  let updated = nextEvent(w, 'channel.updated');
+  const answer = await theirs.updatePartial({ set: { 'detail.topic': 'b', 'detail.more.deep': [true], level: 4 }, unset: ['detail.rating', 'nothing', 'detail.absent.path'] });
+  const wantDetail = { topic: 'b', tags: ['x', 'y'], more: { deep: [true] } };
+  assert.deepEqual(answer.channel.detail, wantDetail, 'the answer has the nested changes');
+  assert.equal(answer.channel.level, 4);
+  assert.equal('nothing' in answer.channel, false, 'unset removed a top-level field');
+  let e = await updated;
+  assert.deepEqual(e.channel?.detail, wantDetail, `channel.updated carries the nested changes: got ${JSON.stringify(e.channel)}`);
+  assert.deepEqual(channel.data.detail, wantDetail, 'the watcher\'s channel.data follows');
+  assert.deepEqual(channel.data.list, custom.list, 'fields the patch did not name are kept');
+
+  const bad = await rejectedCall(theirs.updatePartial({ set: { 'level.sub': 1 } }), 'setting a path through a number');
+  assertCode(bad, 4, 400, 'updatePartial through a number');
+
+  updated = nextEvent(w, 'channel.updated');
+  const replaced = await theirs.update({ color: 'blue' });
+  assert.equal(replaced.channel.color, 'blue');
+  for (const k of Object.keys(custom)) {
+    assert.equal(k in replaced.channel, false, `update replaced the custom data: ${k} is gone`);
+  }
+  e = await updated;
+  assert.equal(e.channel?.detail, undefined, 'channel.updated after update has no old fields');
+  assert.equal(channel.data.detail, undefined, 'nor has the watcher\'s channel.data');
+});
+
+test('watch pages members with members: {limit, offset}, in the order they joined', { timeout: 30_000 }, async (t) => {
+  const s = session(t);
+  const ids = Array.from({ length: 6 }, (_, i) => uniqueId(`m${i}`));
+  await s.server.upsertUsers(ids.map((id) => ({ id })));
+  const id = uniqueId('paged');
+  await s.server.channel('messaging', id, { members: ids.slice(0, 3), created_by_id: ids[0] }).create();
+  await s.server.channel('messaging', id).addMembers(ids.slice(3));
+
+  const { client: last } = await s.connect({ id: ids[5] });
+  const channel = last.channel('messaging', id);
+  const state = await channel.watch({ members: { limit: 2, offset: 1 } });
+  assert.deepEqual(state.members.map((m) => m.user_id), ids.slice(1, 3), 'the page is members 2 and 3, in joining order');
+  assert.equal(state.channel.member_count, 6, 'member_count counts every member');
+  assert.equal(state.membership?.user_id, ids[5], 'membership is the caller\'s, though off the page');
+  assert.deepEqual(Object.keys(channel.state.members).sort(), sorted(ids.slice(1, 3)), 'the SDK holds the page');
+});
+
+test('a member may leave on their own: watchers get member.removed and no more of their presence', { timeout: 30_000 }, async (t) => {
+  const s = session(t);
+  const [W, U, M] = [uniqueId('wat'), uniqueId('lvr'), uniqueId('mrk')];
+  await s.server.upsertUsers([{ id: W }, { id: U }, { id: M }]);
+  const { client: w } = await s.connect({ id: W });
+  const channel = w.channel('messaging', uniqueId('leave'), { members: [W, U, M] });
+  await channel.watch({ presence: true });
+  const log = recordEvents(w, 'user.presence.changed');
+
+  const { client: u } = await s.connect({ id: U });
+  await log.waitFor({ user: { id: U, online: true } });
+  const removed = nextEvent(w, 'member.removed', { user: { id: U } });
+  const answer = await u.channel('messaging', channel.id).removeMembers([U]);
+  assert.equal(answer.channel.member_count, 2);
+  await removed;
+  assert.equal(channel.state.members[U], undefined, 'the watcher dropped the member');
+
+  // U leaves, then M comes (marker): M's event arrives, U's does not.
+  await s.disconnect(u);
+  await waitForOnline(s.server, U, false);
+  await s.connect({ id: M });
+  await log.waitFor({ user: { id: M, online: true } });
+  assert.deepEqual(log.summary(), [`${U} online`, `${M} online`], 'nothing of U after U left');
+
+  const e = await rejectedCall(s.connect({ id: U }).then(({ client }) => client.channel('messaging', channel.id).removeMembers([M])), 'a former member removing another');
+  assertCode(e, 17, 403, 'removeMembers by a former member');
+});
