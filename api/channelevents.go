@@ -54,26 +54,30 @@ type channelChange struct {
 	rev     uint64        // the channel's revision after the write
 	added   []model.Member
 	removed []model.Member // as they were
+	changed []model.Member // members still there whose role or custom fields changed
 	updated bool           // data changed (or was set): channel.updated
 }
 
-// memberDiff returns the members in after but not before, and in before but
-// not after.
-func memberDiff(before, after []model.Member) (added, removed []model.Member) {
-	in := func(ms []model.Member, id string) bool {
-		return slices.ContainsFunc(ms, func(m model.Member) bool { return m.UserID == id })
+// memberDiff returns the members in after but not before, those in before
+// but not after, and those in both that changed (role or custom fields).
+func memberDiff(before, after []model.Member) (added, removed, changed []model.Member) {
+	find := func(ms []model.Member, id string) int {
+		return slices.IndexFunc(ms, func(m model.Member) bool { return m.UserID == id })
 	}
 	for _, m := range after {
-		if !in(before, m.UserID) {
+		switch i := find(before, m.UserID); {
+		case i < 0:
 			added = append(added, m)
+		case !before[i].Same(m):
+			changed = append(changed, m)
 		}
 	}
 	for _, m := range before {
-		if !in(after, m.UserID) {
+		if find(after, m.UserID) < 0 {
 			removed = append(removed, m)
 		}
 	}
-	return added, removed
+	return added, removed, changed
 }
 
 // eventViews renders, as other users see them, the users an event names and
@@ -130,13 +134,14 @@ func channelEvent(typ string, ch model.Channel, at time.Time) map[string]any {
 }
 
 // publishChannelChange sends the events of one write to the channel's
-// watchers: member.removed, member.added, then channel.updated.
+// watchers: member.removed, member.added, member.updated, then
+// channel.updated.
 func (s *Server) publishChannelChange(ctx context.Context, cl caller, chg channelChange) {
-	if len(chg.added) == 0 && len(chg.removed) == 0 && !chg.updated {
+	if len(chg.added) == 0 && len(chg.removed) == 0 && len(chg.changed) == 0 && !chg.updated {
 		return
 	}
 	ch, cid := chg.ch, chg.ch.CID()
-	ids := append(memberIDs(chg.added), memberIDs(chg.removed)...)
+	ids := slices.Concat(memberIDs(chg.added), memberIDs(chg.removed), memberIDs(chg.changed))
 	if !cl.server {
 		ids = append(ids, cl.user)
 	}
@@ -167,6 +172,9 @@ func (s *Server) publishChannelChange(ctx context.Context, cl caller, chg channe
 	}
 	for _, m := range chg.added {
 		memberEvent(event.MemberAdded, m)
+	}
+	for _, m := range chg.changed {
+		memberEvent(event.MemberUpdated, m)
 	}
 	if chg.updated {
 		ev := channelEvent(event.ChannelUpdated, ch, now)

@@ -10,6 +10,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/nats-io/nats.go/jetstream"
@@ -28,8 +29,13 @@ const (
 	MaxMembersPerCall     = 100  // members added in one call, as in Stream
 	MaxChannelMembers     = 2000 // members are stored inside the channel's KV value
 	MaxChannelCustomBytes = 5 * 1024
-	DefaultMemberLimit    = 100
-	MaxMemberLimit        = 300
+	// MaxMemberCustomBytes bounds one member's custom fields, and
+	// MaxChannelBytes a stored channel with all its members (under NATS's
+	// 1 MB message).
+	MaxMemberCustomBytes = 1024
+	MaxChannelBytes      = 900 * 1024
+	DefaultMemberLimit   = 100
+	MaxMemberLimit       = 300
 	// DistinctPrefix starts the id of a channel picked from its member set.
 	DistinctPrefix = "!members-"
 )
@@ -41,10 +47,37 @@ const (
 )
 
 // memberInput is one member a client asks to add: a user id, or
-// {"user_id", "channel_role"}.
+// {"user_id", "channel_role", custom fields...}. ChannelRole is "" and
+// Custom nil when not given: re-adding a member changes only what is given.
 type memberInput struct {
 	UserID      string
 	ChannelRole string
+	Custom      map[string]any
+}
+
+// member is the new member m asks for, joining at now.
+func (m memberInput) member(now time.Time) model.Member {
+	role := m.ChannelRole
+	if role == "" {
+		role = roleMember
+	}
+	return model.Member{UserID: m.UserID, ChannelRole: role, CreatedAt: now, UpdatedAt: now, Custom: m.Custom}
+}
+
+// update applies m to an existing member: the role and the custom fields,
+// each when given (custom fields are replaced whole).
+func (m memberInput) update(old model.Member, now time.Time) model.Member {
+	upd := old
+	if m.ChannelRole != "" {
+		upd.ChannelRole = m.ChannelRole
+	}
+	if m.Custom != nil {
+		upd.Custom = m.Custom
+	}
+	if !upd.Same(old) {
+		upd.UpdatedAt = now
+	}
+	return upd
 }
 
 func parseMembers(v any, cl caller) ([]memberInput, error) {
@@ -68,6 +101,10 @@ func parseMembers(v any, cl caller) ([]memberInput, error) {
 		case map[string]any:
 			m.UserID, _ = x["user_id"].(string)
 			m.ChannelRole, _ = x["channel_role"].(string)
+			var err error
+			if m.Custom, err = memberCustom(x); err != nil {
+				return nil, err
+			}
 		default:
 			return nil, apierror.Input("members must be an array of user ids")
 		}
@@ -75,9 +112,7 @@ func parseMembers(v any, cl caller) ([]memberInput, error) {
 			return nil, apierror.Input("member: %v", err)
 		}
 		switch m.ChannelRole {
-		case "":
-			m.ChannelRole = roleMember
-		case roleMember:
+		case "", roleMember:
 		case roleModerator:
 			if !cl.server {
 				return nil, apierror.NotAllowed("setting channel_role is allowed only with server-side auth")
@@ -134,6 +169,32 @@ func parseChannelData(data map[string]any, cl caller) (channelData, error) {
 	}
 	d.custom, err = customFields(data)
 	return d, err
+}
+
+// memberCustom keeps the fields of a member object that are not a member's
+// own (nil when there are none).
+func memberCustom(x map[string]any) (map[string]any, error) {
+	custom := map[string]any{}
+	for k, v := range x {
+		if !model.MemberReserved[k] && k != "" {
+			custom[k] = v
+		}
+	}
+	if b, _ := json.Marshal(custom); len(b) > MaxMemberCustomBytes {
+		return nil, apierror.Input("member custom data is larger than %d bytes", MaxMemberCustomBytes)
+	}
+	if len(custom) == 0 {
+		return nil, nil
+	}
+	return custom, nil
+}
+
+// checkChannelSize refuses a channel that would not fit in its KV value.
+func checkChannelSize(ch model.Channel) error {
+	if b, _ := json.Marshal(ch); len(b) > MaxChannelBytes {
+		return apierror.Input("channel %s would take %d bytes with its members, more than %d: fewer members or smaller member custom data", ch.CID(), len(b), MaxChannelBytes)
+	}
+	return nil
 }
 
 // customFields keeps the fields of data that are not the channel's own.
@@ -334,9 +395,9 @@ func (s *Server) createChannel(ctx context.Context, cl caller, typ, id string, d
 		}
 		*ch = model.Channel{Type: typ, ID: id, CreatedByID: creator, CreatedAt: now, UpdatedAt: now, Custom: data.custom}
 		for _, m := range data.members {
-			ch.Members = append(ch.Members, model.Member{UserID: m.UserID, ChannelRole: m.ChannelRole, CreatedAt: now, UpdatedAt: now})
+			ch.Members = append(ch.Members, m.member(now))
 		}
-		return nil
+		return checkChannelSize(*ch)
 	})
 	if err != nil {
 		return ch, err
@@ -429,33 +490,69 @@ func (s *Server) stopWatching(c echo.Context) error {
 
 // channelUpdate is the body of POST /channels/{type}/{id}.
 type channelUpdate struct {
-	AddMembers    []any          `json:"add_members"`
-	RemoveMembers []string       `json:"remove_members"`
-	Data          map[string]any `json:"data"`
+	AddMembers       []any          `json:"add_members"`
+	RemoveMembers    []string       `json:"remove_members"`
+	AddModerators    []string       `json:"add_moderators"`
+	DemoteModerators []string       `json:"demote_moderators"`
+	AssignRoles      []roleChange   `json:"assign_roles"`
+	Data             map[string]any `json:"data"`
+}
+
+// roleChange is one entry of assign_roles.
+type roleChange struct {
+	UserID      string `json:"user_id"`
+	ChannelRole string `json:"channel_role"`
 }
 
 // parse checks the update before anything is read or written: the members
-// to add, and the custom fields that are to replace the channel's (nil when
-// data is not given, or has none).
-func (u channelUpdate) parse(cl caller) (add []memberInput, custom map[string]any, err error) {
+// to add, the role changes (add_moderators, demote_moderators and
+// assign_roles, server-side only) and the custom fields that are to replace
+// the channel's (nil when data is not given, or has none).
+func (u channelUpdate) parse(cl caller) (add []memberInput, roles []roleChange, custom map[string]any, err error) {
 	if u.AddMembers != nil {
 		if add, err = parseMembers(u.AddMembers, cl); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	}
 	if err := parseIDs(u.RemoveMembers, "remove_members"); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
+	}
+	for _, l := range []struct {
+		ids  []string
+		role string
+	}{{u.AddModerators, roleModerator}, {u.DemoteModerators, roleMember}} {
+		if err := parseIDs(l.ids, "role changes"); err != nil {
+			return nil, nil, nil, err
+		}
+		for _, id := range l.ids {
+			roles = append(roles, roleChange{UserID: id, ChannelRole: l.role})
+		}
+	}
+	for _, r := range u.AssignRoles {
+		if err := subject.CheckUserID(r.UserID); err != nil {
+			return nil, nil, nil, apierror.Input("assign_roles: %v", err)
+		}
+		if r.ChannelRole != roleMember && r.ChannelRole != roleModerator {
+			return nil, nil, nil, apierror.Input("assign_roles: channel_role must be %s or %s", roleMember, roleModerator)
+		}
+		roles = append(roles, r)
+	}
+	if len(roles) > MaxMembersPerCall {
+		return nil, nil, nil, apierror.Input("at most %d role changes in one call", MaxMembersPerCall)
+	}
+	if len(roles) > 0 && !cl.server {
+		return nil, nil, nil, apierror.NotAllowed("changing channel roles is allowed only with server-side auth")
 	}
 	if u.Data != nil {
 		if custom, err = customFields(u.Data); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	}
-	return add, custom, nil
+	return add, roles, custom, nil
 }
 
-// updateChannel is POST /channels/{type}/{id}: add or remove members, or
-// replace the custom data.
+// updateChannel is POST /channels/{type}/{id}: add, update or remove
+// members, change their roles, or replace the custom data.
 func (s *Server) updateChannel(c echo.Context) error {
 	cl := callerOf(c)
 	ctx := c.Request().Context()
@@ -467,7 +564,7 @@ func (s *Server) updateChannel(c echo.Context) error {
 	if err := decode(c, &body); err != nil {
 		return err
 	}
-	add, custom, err := body.parse(cl)
+	add, roles, custom, err := body.parse(cl)
 	if err != nil {
 		return err
 	}
@@ -481,7 +578,7 @@ func (s *Server) updateChannel(c echo.Context) error {
 		}
 	}
 	now := s.now()
-	var added, removed []model.Member
+	var added, removed, changed []model.Member
 	ch, rev, _, err := store.Update(ctx, s.st.Channels, store.ChannelKey(typ, id), func(ch *model.Channel, exists bool) error {
 		if !exists {
 			return apierror.NotFound("channel %s:%s does not exist", typ, id)
@@ -491,26 +588,36 @@ func (s *Server) updateChannel(c echo.Context) error {
 		}
 		before := slices.Clone(ch.Members)
 		for _, m := range add {
-			if !ch.HasMember(m.UserID) {
-				ch.Members = append(ch.Members, model.Member{UserID: m.UserID, ChannelRole: m.ChannelRole, CreatedAt: now, UpdatedAt: now})
+			// Adding a member again updates what is given of it.
+			if i := ch.MemberIndex(m.UserID); i >= 0 {
+				ch.Members[i] = m.update(ch.Members[i], now)
+			} else {
+				ch.Members = append(ch.Members, m.member(now))
 			}
 		}
 		if len(ch.Members) > MaxChannelMembers {
 			return apierror.Input("a channel has at most %d members", MaxChannelMembers)
 		}
+		for _, r := range roles {
+			i := ch.MemberIndex(r.UserID)
+			if i < 0 {
+				return apierror.Input("user %s is not a member of channel %s", r.UserID, ch.CID())
+			}
+			ch.Members[i] = memberInput{UserID: r.UserID, ChannelRole: r.ChannelRole}.update(ch.Members[i], now)
+		}
 		for _, u := range body.RemoveMembers {
-			if i := slices.IndexFunc(ch.Members, func(m model.Member) bool { return m.UserID == u }); i >= 0 {
+			if i := ch.MemberIndex(u); i >= 0 {
 				ch.Members = slices.Delete(ch.Members, i, i+1)
 			}
 		}
 		// The net change: a user both added and removed in one call was
 		// either never a member (nothing happened) or is removed.
-		added, removed = memberDiff(before, ch.Members)
+		added, removed, changed = memberDiff(before, ch.Members)
 		if body.Data != nil {
 			ch.Custom = custom
 		}
 		ch.UpdatedAt = now
-		return nil
+		return checkChannelSize(*ch)
 	})
 	if err != nil {
 		return err
@@ -523,7 +630,7 @@ func (s *Server) updateChannel(c echo.Context) error {
 	if err := s.removeMemberships(ctx, ch.CID(), memberIDs(removed)); err != nil {
 		return err
 	}
-	s.publishChannelChange(ctx, cl, channelChange{ch: ch, rev: rev, added: added, removed: removed, updated: body.Data != nil})
+	s.publishChannelChange(ctx, cl, channelChange{ch: ch, rev: rev, added: added, removed: removed, changed: changed, updated: body.Data != nil})
 	states, err := s.channelStates(ctx, cl, []model.Channel{ch}, DefaultMemberLimit, 0)
 	if err != nil {
 		return err
@@ -755,15 +862,24 @@ func channelJSON(ch model.Channel, ct model.ChannelType, createdBy map[string]an
 	return m
 }
 
+// memberJSON is a member as the SDK reads it: its custom fields at the top
+// level, beside its own.
 func memberJSON(m model.Member, user map[string]any, ch model.Channel) map[string]any {
 	role := "member"
-	if m.UserID == ch.CreatedByID {
+	switch {
+	case m.UserID == ch.CreatedByID:
 		role = "owner"
+	case m.ChannelRole == roleModerator:
+		role = "moderator"
 	}
-	return map[string]any{
+	out := make(map[string]any, len(m.Custom)+10)
+	maps.Copy(out, m.Custom)
+	maps.Copy(out, map[string]any{
 		"user_id": m.UserID, "user": user, "channel_role": m.ChannelRole, "role": role,
-		"created_at": m.CreatedAt, "updated_at": m.UpdatedAt, "banned": false, "shadow_banned": false,
-	}
+		"is_moderator": m.ChannelRole == roleModerator,
+		"created_at":   m.CreatedAt, "updated_at": m.UpdatedAt, "banned": false, "shadow_banned": false,
+	})
+	return out
 }
 
 // channelStates renders channels as the SDK's channel state (PROTOCOL.md §6),

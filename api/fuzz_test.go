@@ -94,8 +94,22 @@ func checkMembers(t *testing.T, input any, members []memberInput, server bool) {
 			t.Fatalf("member %q accepted twice", m.UserID)
 		}
 		seen[m.UserID] = true
-		if m.ChannelRole != roleMember && (m.ChannelRole != roleModerator || !server) {
+		if m.ChannelRole != "" && m.ChannelRole != roleMember && (m.ChannelRole != roleModerator || !server) {
 			t.Fatalf("member %q accepted with channel_role %q (server-side: %v)", m.UserID, m.ChannelRole, server)
+		}
+		if m.Custom != nil && len(m.Custom) == 0 {
+			t.Fatalf("member %q: empty custom fields are not nil", m.UserID)
+		}
+		for k := range m.Custom {
+			if model.MemberReserved[k] || k == "" {
+				t.Fatalf("member %q: custom fields hold %q", m.UserID, k)
+			}
+		}
+		if b, err := json.Marshal(m.Custom); err != nil || len(b) > MaxMemberCustomBytes {
+			t.Fatalf("member %q: custom fields of %d bytes accepted (%v)", m.UserID, len(b), err)
+		}
+		if got := m.member(time.Now()); got.ChannelRole == "" {
+			t.Fatalf("member %q joins without a channel_role", m.UserID)
 		}
 	}
 	for _, e := range list {
@@ -137,6 +151,8 @@ func FuzzParseMembers(f *testing.F) {
 		`["ann", "bob", "ann"]`,
 		`[{"user_id": "ann", "channel_role": "channel_moderator"}, {"user_id": "bob"}]`,
 		`[{"user_id": "ann", "channel_role": "owner"}]`,
+		`[{"user_id": "ann", "code_name": "006", "user": {"id": "x"}, "detail": {"n": [1]}}, {"user_id": "bob", "": 1}]`,
+		`[{"user_id": "ann", "blob": "` + strings.Repeat("b", MaxMemberCustomBytes) + `"}]`,
 		`[{"id": "ann"}]`,
 		`["a.b"]`,
 		`[1, null]`,
@@ -215,6 +231,8 @@ func FuzzChannelBodies(f *testing.F) {
 		`{"members": {"limit": 1e30}}`,
 		`{"add_members": ["bob", {"user_id": "cat", "channel_role": "channel_moderator"}], "remove_members": ["dan"], "data": {"topic": "t"}}`,
 		`{"add_members": [], "remove_members": ["a b"], "data": {}}`,
+		`{"add_moderators": ["ann"], "demote_moderators": ["bob"], "assign_roles": [{"user_id": "cat", "channel_role": "channel_moderator"}]}`,
+		`{"assign_roles": [{"user_id": "cat", "channel_role": "admin"}], "add_moderators": ["a b"]}`,
 		`{"set": {"color": "blue", "id": "x", "members": [], "": 2}, "unset": ["size"]}`,
 		`{"set": {"color": "blue"}, "unset": ["color", ""]}`,
 		`{"set": {"detail.topic": "x", "detail.new.deep": [1, {"a": null}]}, "unset": ["detail.rating", "color.nothing", "none.at.all"]}`,
@@ -252,9 +270,17 @@ func FuzzChannelBodies(f *testing.F) {
 		var u channelUpdate
 		if err := decodeBody(body, &u); err != nil {
 			sdkError(t, "decode", err, apierror.CodeInput, apierror.CodePayloadTooBig)
-		} else if add, custom, err := u.parse(cl); err != nil {
+		} else if add, roles, custom, err := u.parse(cl); err != nil {
 			sdkError(t, "channelUpdate.parse", err, refusals(server)...)
 		} else {
+			if len(roles) > 0 && !server || len(roles) > MaxMembersPerCall {
+				t.Fatalf("%d role changes accepted (server-side: %v)", len(roles), server)
+			}
+			for _, r := range roles {
+				if subject.CheckUserID(r.UserID) != nil || r.ChannelRole != roleMember && r.ChannelRole != roleModerator {
+					t.Fatalf("role change %+v accepted", r)
+				}
+			}
 			if u.AddMembers != nil {
 				checkMembers(t, u.AddMembers, add, server)
 			}

@@ -138,3 +138,83 @@ test('a member may leave on their own: watchers get member.removed and no more o
   const e = await rejectedCall(s.connect({ id: U }).then(({ client }) => client.channel('messaging', channel.id).removeMembers([M])), 'a former member removing another');
   assertCode(e, 17, 403, 'removeMembers by a former member');
 });
+
+test('members carry custom fields; adding a member again updates it, with member.updated', { timeout: 30_000 }, async (t) => {
+  const s = session(t);
+  const [W, A, B] = [uniqueId('wat'), uniqueId('agt'), uniqueId('bnd')];
+  await s.server.upsertUsers([{ id: W }, { id: A, name: 'Alec' }, { id: B }]);
+  const id = uniqueId('spies');
+  await s.server.channel('messaging', id, { members: [W, { user_id: A, code_name: '006', detail: { rank: 2 } }], created_by_id: W }).create();
+
+  const { client: w } = await s.connect({ id: W });
+  const channel = w.channel('messaging', id);
+  const state = await channel.watch();
+  const alec = state.members.find((m) => m.user_id === A);
+  assert.equal(alec?.code_name, '006', `custom member fields at the member's top level: got ${JSON.stringify(alec)}`);
+  assert.deepEqual(alec?.detail, { rank: 2 });
+  assert.equal(alec?.user?.name, 'Alec');
+  assert.equal(alec?.channel_role, 'channel_member');
+  assert.equal(alec?.is_moderator, false);
+
+  const added = nextEvent(w, 'member.added', { member: { user_id: B } });
+  await s.server.channel('messaging', id).addMembers([{ user_id: B, code_name: '007' }]);
+  assert.equal((await added).member?.code_name, '007', 'member.added carries the custom fields');
+  assert.equal(channel.state.members[B]?.code_name, '007', 'the watcher holds them');
+
+  // Again, with new fields and a role: the member is updated, not added twice.
+  const updated = nextEvent(w, 'member.updated', { member: { user_id: A } });
+  const answer = await s.server.channel('messaging', id).addMembers([{ user_id: A, code_name: '009', channel_role: 'channel_moderator' }]);
+  const e = await updated;
+  assert.equal(e.member?.code_name, '009', `member.updated carries the new fields: got ${JSON.stringify(e.member)}`);
+  assert.equal(e.member?.detail, undefined, 'custom fields given again replace the old ones');
+  assert.equal(e.member?.channel_role, 'channel_moderator');
+  assert.equal(e.member?.is_moderator, true);
+  assert.equal(e.user?.id, A);
+  assert.equal(answer.members.filter((m) => m.user_id === A).length, 1, 'one member A');
+  assert.equal(answer.channel.member_count, 3);
+  assert.equal(channel.state.members[A]?.code_name, '009', 'the watcher\'s state follows member.updated');
+  assert.equal(channel.state.members[A]?.channel_role, 'channel_moderator');
+  assert.ok(new Date(e.member.updated_at) > new Date(e.member.created_at), 'updated_at moves, created_at stays');
+
+  // A plain re-add changes nothing, and says nothing.
+  const log = recordEvents(w, 'member.updated');
+  await s.server.channel('messaging', id).addMembers([A]);
+  const marker = nextEvent(w, 'channel.updated');
+  await s.server.channel('messaging', id).updatePartial({ set: { marker: 1 } });
+  await marker;
+  assert.deepEqual(log.events, [], 'no member.updated for a re-add that changes nothing');
+});
+
+test('add_moderators, demote_moderators and assign_roles are for the server; member.updated tells watchers', { timeout: 30_000 }, async (t) => {
+  const s = session(t);
+  const [W, M, N] = [uniqueId('wat'), uniqueId('mod'), uniqueId('non')];
+  await s.server.upsertUsers([{ id: W }, { id: M }, { id: N }]);
+  const { client: w } = await s.connect({ id: W });
+  const channel = w.channel('messaging', uniqueId('mods'), { members: [W, M] });
+  await channel.watch();
+  const server = s.server.channel('messaging', channel.id);
+
+  let updated = nextEvent(w, 'member.updated', { member: { user_id: M } });
+  const promoted = await server.addModerators([M]);
+  assert.equal(promoted.members.find((m) => m.user_id === M)?.channel_role, 'channel_moderator');
+  assert.equal((await updated).member?.channel_role, 'channel_moderator');
+  assert.equal(channel.state.members[M]?.is_moderator, true);
+
+  updated = nextEvent(w, 'member.updated', { member: { user_id: M } });
+  await server.demoteModerators([M]);
+  assert.equal((await updated).member?.channel_role, 'channel_member');
+
+  updated = nextEvent(w, 'member.updated', { member: { user_id: M } });
+  await server.assignRoles([{ user_id: M, channel_role: 'channel_moderator' }]);
+  assert.equal((await updated).member?.channel_role, 'channel_moderator');
+
+  const notMember = await rejectedCall(server.addModerators([N]), 'promoting a user who is not a member');
+  assertCode(notMember, 4, 400, 'addModerators of a non-member');
+  const byClient = await rejectedCall(channel.demoteModerators([M]), 'a client demoting a moderator');
+  assertCode(byClient, 17, 403, 'demoteModerators client-side');
+  const byClientToo = await rejectedCall(channel.addModerators([W]), 'a client promoting itself');
+  assertCode(byClientToo, 17, 403, 'addModerators client-side');
+  const [now] = await s.server.queryChannels({ cid: channel.cid });
+  const roles = Object.fromEntries(now.state.members ? Object.values(now.state.members).map((m) => [m.user_id, m.channel_role]) : []);
+  assert.deepEqual(roles, { [W]: 'channel_member', [M]: 'channel_moderator' }, 'the refused calls changed nothing');
+});

@@ -13,6 +13,7 @@ import (
 // connections watching it.
 const (
 	MemberAdded    = "member.added"
+	MemberUpdated  = "member.updated"
 	MemberRemoved  = "member.removed"
 	ChannelUpdated = "channel.updated"
 	ChannelDeleted = "channel.deleted"

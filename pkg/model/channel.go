@@ -3,6 +3,7 @@ package model
 import (
 	"encoding/json"
 	"maps"
+	"reflect"
 	"time"
 )
 
@@ -40,12 +41,29 @@ func DefaultChannelTypes(now time.Time) []ChannelType {
 	return out
 }
 
-// Member is a user's membership in a channel.
+// Member is a user's membership in a channel. Custom fields sit at the top
+// level of the member on the wire.
 type Member struct {
-	UserID      string    `json:"user_id"`
-	ChannelRole string    `json:"channel_role"`
-	CreatedAt   time.Time `json:"created_at"`
-	UpdatedAt   time.Time `json:"updated_at"`
+	UserID      string         `json:"user_id"`
+	ChannelRole string         `json:"channel_role"`
+	CreatedAt   time.Time      `json:"created_at"`
+	UpdatedAt   time.Time      `json:"updated_at"`
+	Custom      map[string]any `json:"custom,omitempty"`
+}
+
+// Same reports whether m and o say the same of the member (role and custom
+// fields; not the times).
+func (m Member) Same(o Member) bool {
+	return m.UserID == o.UserID && m.ChannelRole == o.ChannelRole && reflect.DeepEqual(m.Custom, o.Custom)
+}
+
+// MemberReserved are member fields that are never custom: the member's own
+// and those the SDK reads from a member.
+var MemberReserved = map[string]bool{
+	"user_id": true, "user": true, "channel_role": true, "role": true, "created_at": true, "updated_at": true,
+	"banned": true, "shadow_banned": true, "ban_expires": true, "is_moderator": true, "invited": true,
+	"invite_accepted_at": true, "invite_rejected_at": true, "status": true, "pinned_at": true,
+	"archived_at": true, "notifications_muted": true, "deleted_at": true, "cid": true, "id": true,
 }
 
 // Channel is a stored channel. Custom fields sit at the top level on the wire.
@@ -63,13 +81,16 @@ type Channel struct {
 func (c Channel) CID() string { return c.Type + ":" + c.ID }
 
 // HasMember reports whether user is a member.
-func (c Channel) HasMember(user string) bool {
-	for _, m := range c.Members {
+func (c Channel) HasMember(user string) bool { return c.MemberIndex(user) >= 0 }
+
+// MemberIndex is the index of user's member in c.Members, or -1.
+func (c Channel) MemberIndex(user string) int {
+	for i, m := range c.Members {
 		if m.UserID == user {
-			return true
+			return i
 		}
 	}
-	return false
+	return -1
 }
 
 type channelStored struct {
@@ -97,7 +118,8 @@ func (c *Channel) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// Clone returns a copy safe to modify.
+// Clone returns a copy safe to modify (a member's custom fields are
+// replaced whole, never changed in place).
 func (c Channel) Clone() Channel {
 	c.Members = append([]Member(nil), c.Members...)
 	c.Custom = maps.Clone(c.Custom)
