@@ -540,8 +540,10 @@ func (u channelUpdate) parse(cl caller) (add []memberInput, roles []roleChange, 
 	if len(roles) > MaxMembersPerCall {
 		return nil, nil, nil, apierror.Input("at most %d role changes in one call", MaxMembersPerCall)
 	}
-	if len(roles) > 0 && !cl.server {
-		return nil, nil, nil, apierror.NotAllowed("changing channel roles is allowed only with server-side auth")
+	if len(roles) > 0 {
+		if err := serverOnly(cl, "changing channel roles"); err != nil {
+			return nil, nil, nil, err
+		}
 	}
 	if u.Data != nil {
 		if custom, err = customFields(u.Data); err != nil {
@@ -879,6 +881,12 @@ func memberJSON(m model.Member, user map[string]any, ch model.Channel) map[strin
 		"is_moderator": m.ChannelRole == roleModerator,
 		"created_at":   m.CreatedAt, "updated_at": m.UpdatedAt, "banned": false, "shadow_banned": false,
 	})
+	if !m.ArchivedAt.IsZero() {
+		out["archived_at"] = m.ArchivedAt
+	}
+	if !m.PinnedAt.IsZero() {
+		out["pinned_at"] = m.PinnedAt
+	}
 	return out
 }
 

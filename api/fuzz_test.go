@@ -233,6 +233,8 @@ func FuzzChannelBodies(f *testing.F) {
 		`{"add_members": [], "remove_members": ["a b"], "data": {}}`,
 		`{"add_moderators": ["ann"], "demote_moderators": ["bob"], "assign_roles": [{"user_id": "cat", "channel_role": "channel_moderator"}]}`,
 		`{"assign_roles": [{"user_id": "cat", "channel_role": "admin"}], "add_moderators": ["a b"]}`,
+		`{"set": {"channel_role": "channel_member", "archived": true, "code_name": "007"}, "unset": ["pinned", "user_id"]}`,
+		`{"set": {"pinned": "yes"}, "unset": ["channel_role"]}`,
 		`{"set": {"color": "blue", "id": "x", "members": [], "": 2}, "unset": ["size"]}`,
 		`{"set": {"color": "blue"}, "unset": ["color", ""]}`,
 		`{"set": {"detail.topic": "x", "detail.new.deep": [1, {"a": null}]}, "unset": ["detail.rating", "color.nothing", "none.at.all"]}`,
@@ -353,6 +355,31 @@ func FuzzChannelBodies(f *testing.F) {
 			if !touched && !reflect.DeepEqual(after[k], v) {
 				t.Fatalf("field %q untouched by %v, but %v became %v", k, p, v, after[k])
 			}
+		}
+
+		// The same patch of a member (PATCH .../member): only the server
+		// changes a role, to a valid one; the custom fields stay within
+		// their bounds and never hold the member's own fields.
+		now := time.Now()
+		m := model.Member{UserID: "ann", ChannelRole: roleModerator, CreatedAt: now, UpdatedAt: now, Custom: map[string]any{"code_name": "006"}}
+		got, err := memberPatch{p}.apply(m, cl, now.Add(time.Second))
+		if err != nil {
+			sdkError(t, "memberPatch.apply", err, refusals(server)...)
+			return
+		}
+		if got.ChannelRole != m.ChannelRole && (!server || got.ChannelRole != roleMember && got.ChannelRole != roleModerator) {
+			t.Fatalf("role changed to %q (server-side: %v)", got.ChannelRole, server)
+		}
+		for k := range got.Custom {
+			if memberPatchReserved[k] {
+				t.Fatalf("member custom fields hold %q", k)
+			}
+		}
+		if b, _ := json.Marshal(got.Custom); len(b) > MaxMemberCustomBytes || got.Custom != nil && len(got.Custom) == 0 {
+			t.Fatalf("member custom fields %v accepted", got.Custom)
+		}
+		if got.Same(m) != got.UpdatedAt.Equal(m.UpdatedAt) {
+			t.Fatalf("updated_at %v for a member that changed: %v", got.UpdatedAt, !got.Same(m))
 		}
 	})
 }

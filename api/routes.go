@@ -46,6 +46,8 @@ func (s *Server) routes() *echo.Echo {
 	a.POST("/channels/:type/:id", s.updateChannel)
 	a.PATCH("/channels/:type/:id", s.partialUpdateChannel)
 	a.DELETE("/channels/:type/:id", s.deleteChannel)
+	a.PATCH("/channels/:type/:id/member", s.updateMemberPartial)
+	a.PATCH("/channels/:type/:id/member/:user_id", s.updateMemberPartial)
 
 	a.GET("/channeltypes", s.listChannelTypes)
 	a.POST("/channeltypes", s.createChannelType)

@@ -218,3 +218,50 @@ test('add_moderators, demote_moderators and assign_roles are for the server; mem
   const roles = Object.fromEntries(now.state.members ? Object.values(now.state.members).map((m) => [m.user_id, m.channel_role]) : []);
   assert.deepEqual(roles, { [W]: 'channel_member', [M]: 'channel_moderator' }, 'the refused calls changed nothing');
 });
+
+test('updateMemberPartial: a member changes its own custom fields, never its role; the server may', { timeout: 30_000 }, async (t) => {
+  const s = session(t);
+  const [W, M, O] = [uniqueId('wat'), uniqueId('mem'), uniqueId('oth')];
+  await s.server.upsertUsers([{ id: W }, { id: M }, { id: O }]);
+  const id = uniqueId('partial');
+  await s.server.channel('messaging', id, { members: [W, O, { user_id: M, code_name: '006', old: 1, detail: { rank: 1, unit: 'x' } }], created_by_id: W }).create();
+  const { client: w } = await s.connect({ id: W });
+  const channel = w.channel('messaging', id);
+  await channel.watch();
+
+  const { client: m } = await s.connect({ id: M });
+  const mine = m.channel('messaging', id);
+  let updated = nextEvent(w, 'member.updated', { member: { user_id: M } });
+  const { channel_member: me } = await mine.updateMemberPartial({ set: { code_name: '007', 'detail.rank': 3 }, unset: ['old', 'detail.unit'] });
+  assert.equal(me.user_id, M);
+  assert.equal(me.code_name, '007');
+  assert.deepEqual(me.detail, { rank: 3 }, 'dotted paths reach into the member\'s nested fields');
+  assert.equal('old' in me, false);
+  assert.equal(me.user?.id, M, 'the answer carries the user');
+  const e = await updated;
+  assert.equal(e.member?.code_name, '007', `member.updated: got ${JSON.stringify(e.member)}`);
+  assert.equal(channel.state.members[M]?.code_name, '007', 'the watcher\'s state follows');
+
+  const role = await rejectedCall(mine.updateMemberPartial({ set: { channel_role: 'channel_moderator' } }), 'a member changing its own role');
+  assertCode(role, 17, 403, 'updateMemberPartial of channel_role client-side');
+  assert.match(role.message, /this channel role can only be updated server side/);
+  const other = await rejectedCall(mine.partialUpdateMember(O, { set: { code_name: 'x' } }), 'a member changing another member');
+  assertCode(other, 17, 403, 'partialUpdateMember of another member');
+
+  updated = nextEvent(w, 'member.updated', { member: { user_id: M } });
+  const { channel_member: promoted } = await s.server.channel('messaging', id).updateMemberPartial({ set: { channel_role: 'channel_moderator' } }, { userId: M });
+  assert.equal(promoted.channel_role, 'channel_moderator');
+  assert.equal(promoted.code_name, '007', 'the rest of the member is kept');
+  assert.equal((await updated).member?.channel_role, 'channel_moderator');
+  const noUser = await rejectedCall(s.server.channel('messaging', id).updateMemberPartial({ set: { x: 1 } }), 'a server-side member update without user_id');
+  assertCode(noUser, 4, 400, 'server-side updateMemberPartial without user_id');
+
+  // archive and pin go through the older route, for the caller's own member.
+  const archived = await mine.archive();
+  assert.ok(archived.archived_at, `archive sets archived_at: got ${JSON.stringify(archived)}`);
+  const pinned = await mine.pin();
+  assert.ok(pinned.pinned_at && pinned.archived_at, 'pin sets pinned_at and keeps archived_at');
+  const unarchived = await mine.unarchive();
+  assert.equal(unarchived.archived_at, undefined, 'unarchive clears archived_at');
+  assert.ok(unarchived.pinned_at, 'and keeps pinned_at');
+});

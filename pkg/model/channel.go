@@ -44,17 +44,22 @@ func DefaultChannelTypes(now time.Time) []ChannelType {
 // Member is a user's membership in a channel. Custom fields sit at the top
 // level of the member on the wire.
 type Member struct {
-	UserID      string         `json:"user_id"`
-	ChannelRole string         `json:"channel_role"`
-	CreatedAt   time.Time      `json:"created_at"`
-	UpdatedAt   time.Time      `json:"updated_at"`
-	Custom      map[string]any `json:"custom,omitempty"`
+	UserID      string    `json:"user_id"`
+	ChannelRole string    `json:"channel_role"`
+	CreatedAt   time.Time `json:"created_at"`
+	UpdatedAt   time.Time `json:"updated_at"`
+	// ArchivedAt and PinnedAt are when the member archived or pinned the
+	// channel for themselves (zero: not).
+	ArchivedAt time.Time      `json:"archived_at,omitzero"`
+	PinnedAt   time.Time      `json:"pinned_at,omitzero"`
+	Custom     map[string]any `json:"custom,omitempty"`
 }
 
-// Same reports whether m and o say the same of the member (role and custom
-// fields; not the times).
+// Same reports whether m and o say the same of the member (role, custom
+// fields, archived and pinned; not when it joined or was updated).
 func (m Member) Same(o Member) bool {
-	return m.UserID == o.UserID && m.ChannelRole == o.ChannelRole && reflect.DeepEqual(m.Custom, o.Custom)
+	return m.UserID == o.UserID && m.ChannelRole == o.ChannelRole && m.ArchivedAt.Equal(o.ArchivedAt) &&
+		m.PinnedAt.Equal(o.PinnedAt) && reflect.DeepEqual(m.Custom, o.Custom)
 }
 
 // MemberReserved are member fields that are never custom: the member's own
