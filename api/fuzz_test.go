@@ -506,8 +506,8 @@ func FuzzUserBodies(f *testing.F) {
 	})
 }
 
-// FuzzQueryPayload: one input as the payload of GET /users and as the body
-// of POST /channels. An accepted query has a limit between 1 and the call's
+// FuzzQueryPayload: one input as the payload of GET /users, of GET /members
+// (which also names a valid channel) and as the body of POST /channels. An accepted query has a limit between 1 and the call's
 // maximum, an offset between 0 and MaxOffset, a sort (the default if none),
 // a filter that matches without panicking and a page no longer than its
 // limit; a channel query also has a member limit between 1 and
@@ -528,6 +528,10 @@ func FuzzQueryPayload(f *testing.F) {
 		`{"filter_conditions": {"id": {"$regex": "."}}}`,
 		`{"sort": {"field": "id"}}`,
 		`{"filter_conditions": null, "sort": null}`,
+		`{"type": "messaging", "id": "general", "filter_conditions": {"online": true}, "sort": [{"field": "last_active", "direction": -1}], "limit": 30}`,
+		`{"type": "messaging", "members": ["ann", {"user_id": "bob"}], "user_id_gt": "ann", "created_at_before": "2026-01-01T00:00:00Z"}`,
+		`{"type": "messaging", "id": "a", "created_at_after": "yesterday", "user_id_lt": "x"}`,
+		`{"type": "a b", "id": "c"}`,
 		``,
 		`[`,
 	} {
@@ -557,6 +561,14 @@ func FuzzQueryPayload(f *testing.F) {
 			sdkError(t, "parseUsersQuery", err, apierror.CodeInput, apierror.CodePayloadTooBig)
 		} else {
 			checkParsed(t, "users query", p, MaxUsersLimit)
+		}
+		if typ, id, p, err := parseMembersQuery(payload); err != nil {
+			sdkError(t, "parseMembersQuery", err, apierror.CodeInput, apierror.CodePayloadTooBig)
+		} else {
+			if checkChannelPath(typ, id) != nil {
+				t.Fatalf("members query of channel %q:%q accepted", typ, id)
+			}
+			checkParsed(t, "members query", p, MaxMemberLimit)
 		}
 
 		var q channelsQuery

@@ -2,12 +2,17 @@ package api
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"maps"
+	"net/http"
 	"time"
 
 	"github.com/labstack/echo/v4"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/presencehq/presence/pkg/apierror"
+	"github.com/presencehq/presence/pkg/filter"
 	"github.com/presencehq/presence/pkg/model"
 	"github.com/presencehq/presence/pkg/store"
 	"github.com/presencehq/presence/pkg/subject"
@@ -175,4 +180,172 @@ func (s *Server) memberState(ctx context.Context, cl caller, ch model.Channel, u
 		return nil, err
 	}
 	return memberJSON(ch.Members[ch.MemberIndex(user)], view, ch), nil
+}
+
+// membersQuery is the payload of GET /members (the SDK's queryMembers): the
+// channel by type and id, or by type and its member list (a distinct
+// channel); a filter, a sort and a page, by offset or by cursor.
+type membersQuery struct {
+	query
+	Type    string `json:"type"`
+	ID      string `json:"id"`
+	Members any    `json:"members"`
+	// Cursors: members past a user id or a joining time, in the sort's
+	// direction; each is a condition added to the filter.
+	UserIDGt               string `json:"user_id_gt"`
+	UserIDGte              string `json:"user_id_gte"`
+	UserIDLt               string `json:"user_id_lt"`
+	UserIDLte              string `json:"user_id_lte"`
+	CreatedAtAfter         string `json:"created_at_after"`
+	CreatedAtAfterOrEqual  string `json:"created_at_after_or_equal"`
+	CreatedAtBefore        string `json:"created_at_before"`
+	CreatedAtBeforeOrEqual string `json:"created_at_before_or_equal"`
+}
+
+// defaultMemberSort is Stream's: members in the order they joined (ties by
+// user id, as always).
+var defaultMemberSort = filter.Sort{{Field: "created_at", Direction: 1}}
+
+// cursorFilter is q's filter with its cursors as conditions.
+func (q membersQuery) cursorFilter() (json.RawMessage, error) {
+	conds := []any{}
+	if len(q.Filter) > 0 && string(q.Filter) != "null" {
+		conds = append(conds, q.Filter)
+	}
+	for _, c := range []struct{ field, op, v string }{
+		{"user_id", "$gt", q.UserIDGt}, {"user_id", "$gte", q.UserIDGte},
+		{"user_id", "$lt", q.UserIDLt}, {"user_id", "$lte", q.UserIDLte},
+		{"created_at", "$gt", q.CreatedAtAfter}, {"created_at", "$gte", q.CreatedAtAfterOrEqual},
+		{"created_at", "$lt", q.CreatedAtBefore}, {"created_at", "$lte", q.CreatedAtBeforeOrEqual},
+	} {
+		if c.v != "" {
+			conds = append(conds, map[string]any{c.field: map[string]string{c.op: c.v}})
+		}
+	}
+	switch len(conds) {
+	case 0:
+		return nil, nil
+	case 1:
+		if raw, ok := conds[0].(json.RawMessage); ok {
+			return raw, nil
+		}
+	}
+	return json.Marshal(map[string]any{"$and": conds})
+}
+
+// parseMembersQuery reads and checks the payload query parameter of GET
+// /members: the channel it names (type and id, or type and the id of the
+// distinct channel of its members) and the query.
+func parseMembersQuery(raw string) (typ, id string, p parsed, err error) {
+	const op = "QueryMembers"
+	if len(raw) > MaxBodyBytes {
+		return "", "", p, apierror.New(apierror.CodePayloadTooBig, http.StatusRequestEntityTooLarge, "payload is larger than %d bytes", MaxBodyBytes)
+	}
+	var q membersQuery
+	if err := json.Unmarshal([]byte(raw), &q); err != nil {
+		return "", "", p, opError(op, "invalid payload: %s", jsonError(err))
+	}
+	typ, id = q.Type, q.ID
+	if id == "" && q.Members != nil {
+		ms, err := parseMembers(q.Members, caller{server: true}) // only their ids count here
+		if err != nil {
+			return "", "", p, err
+		}
+		ids := make([]string, len(ms))
+		for i, m := range ms {
+			ids[i] = m.UserID
+		}
+		id = distinctID(ids)
+	}
+	if typ == "" || id == "" {
+		return "", "", p, opError(op, "type and either id or members are required")
+	}
+	if err := checkChannelPath(typ, id); err != nil {
+		return "", "", p, err
+	}
+	if q.Filter, err = q.cursorFilter(); err != nil {
+		return "", "", p, opError(op, "invalid payload: %v", err)
+	}
+	if p, err = q.parse(op, DefaultMemberLimit, MaxMemberLimit); err != nil {
+		return "", "", p, err
+	}
+	if len(p.sort) == 0 {
+		p.sort = defaultMemberSort
+	}
+	return typ, id, p, nil
+}
+
+// queryMembers is GET /members?payload=...: a channel's members that match
+// a filter, sorted and paged, each with its user and live presence as the
+// caller may see them (an invisible member is offline, and {online: true}
+// never finds them).
+func (s *Server) queryMembers(c echo.Context) error {
+	cl := callerOf(c)
+	ctx := c.Request().Context()
+	typ, id, p, err := parseMembersQuery(c.QueryParam("payload"))
+	if err != nil {
+		return err
+	}
+	ct, err := s.channelType(ctx, typ)
+	if err != nil {
+		return err
+	}
+	ch, _, err := store.Get[model.Channel](ctx, s.st.Channels, store.ChannelKey(typ, id))
+	if errors.Is(err, store.ErrNotFound) {
+		return apierror.NotFound("channel %s:%s does not exist", typ, id)
+	}
+	if err != nil {
+		return err
+	}
+	if !canRead(cl, ch, ct.OpenReads) {
+		return apierror.NotAllowed("user %s may not read channel %s: not a member", cl.user, ch.CID())
+	}
+	if err := s.idx.sync(ctx, store.BucketUsers, store.BucketPresence); err != nil {
+		return err
+	}
+	var hits []hit
+	members := map[string]map[string]any{}
+	err = s.idx.view(func(tx *bolt.Tx) error {
+		for _, m := range ch.Members {
+			user := map[string]any{"id": m.UserID, "online": false, "banned": false}
+			if u, ok := readUser(tx, m.UserID); ok {
+				user = userView(u, readPresence(tx, m.UserID), cl.viewerOf(m.UserID))
+			}
+			doc := memberDoc(m, user, ch)
+			if p.filter.Match(doc) {
+				hits = append(hits, hit{key: m.UserID, doc: doc})
+				members[m.UserID] = memberJSON(m, user, ch)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	out := make([]map[string]any, 0, p.limit)
+	for _, h := range p.page(hits) {
+		out = append(out, members[h.key])
+	}
+	return reply(c, map[string]any{"members": out})
+}
+
+// memberDoc is what a member filter and sort read of m: its own fields and
+// custom fields, and its user's (id, name, online, last_active at the top
+// level, every field as "user.<field>").
+func memberDoc(m model.Member, user map[string]any, ch model.Channel) filter.Map {
+	doc := filter.Map{}
+	for k, v := range user {
+		doc["user."+k] = v
+	}
+	for _, k := range []string{"id", "name", "online", "last_active"} {
+		if v, ok := user[k]; ok {
+			doc[k] = v
+		}
+	}
+	maps.Copy(doc, m.Custom)
+	maps.Copy(doc, filter.Map{
+		"user_id": m.UserID, "channel_role": m.ChannelRole, "is_moderator": m.ChannelRole == roleModerator,
+		"created_at": m.CreatedAt, "updated_at": m.UpdatedAt, "banned": false, "cid": ch.CID(),
+	})
+	return doc
 }

@@ -28,7 +28,7 @@ const (
 )
 
 // schemas types the documents each query filters, by op.
-var schemas = map[string]filter.Schema{"QueryUsers": filter.Users, "QueryChannels": filter.Channels}
+var schemas = map[string]filter.Schema{"QueryUsers": filter.Users, "QueryChannels": filter.Channels, "QueryMembers": filter.Members}
 
 // defaultUserSort is Stream's: oldest users first (ties by id, as always).
 var defaultUserSort = filter.Sort{{Field: "created_at", Direction: 1}}

@@ -48,6 +48,7 @@ func (s *Server) routes() *echo.Echo {
 	a.DELETE("/channels/:type/:id", s.deleteChannel)
 	a.PATCH("/channels/:type/:id/member", s.updateMemberPartial)
 	a.PATCH("/channels/:type/:id/member/:user_id", s.updateMemberPartial)
+	a.GET("/members", s.queryMembers)
 
 	a.GET("/channeltypes", s.listChannelTypes)
 	a.POST("/channeltypes", s.createChannelType)

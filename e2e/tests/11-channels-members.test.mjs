@@ -265,3 +265,81 @@ test('updateMemberPartial: a member changes its own custom fields, never its rol
   assert.equal(unarchived.archived_at, undefined, 'unarchive clears archived_at');
   assert.ok(unarchived.pinned_at, 'and keeps pinned_at');
 });
+
+test('queryMembers filters, sorts and pages members, each with live presence', { timeout: 30_000 }, async (t) => {
+  const s = session(t);
+  const tag = uniqueId('q');
+  const names = ['Alice', 'Albert', 'Bob', 'Carol', 'Dave', 'Eve'];
+  const ids = names.map((n) => `${tag}-${n.toLowerCase()}`);
+  const [alice, albert, bob, carol, dave, eve] = ids;
+  await s.server.upsertUsers(names.map((name, i) => ({ id: ids[i], name })));
+  const id = uniqueId('big');
+  const server = s.server.channel('messaging', id, { members: [alice, albert], created_by_id: alice });
+  await server.create();
+  // One at a time, so they join in this order.
+  await server.addMembers([{ user_id: bob, code_name: '007' }]);
+  await server.addMembers([carol]);
+  await server.addMembers([dave]);
+  await server.addMembers([eve]);
+  await server.addModerators([carol]);
+
+  const { client: a } = await s.connect({ id: alice });
+  await s.connect({ id: bob });
+  await s.connect({ id: eve, invisible: true });
+  await waitForOnline(s.server, bob, true);
+  const channel = a.channel('messaging', id);
+  await channel.watch();
+  const query = async (filter, sort, options) => (await channel.queryMembers(filter, sort, options)).members.map((m) => m.user_id);
+
+  // Alice and Albert joined at once (the channel's creation): ties go by user id.
+  const joinOrder = [albert, alice, bob, carol, dave, eve];
+  assert.deepEqual(await query({}), joinOrder, 'by default, in the order they joined');
+  const { members } = await channel.queryMembers({});
+  const byId = Object.fromEntries(members.map((m) => [m.user_id, m]));
+  assert.equal(byId[bob].user?.online, true, 'each member carries its user\'s live presence');
+  assert.equal(byId[bob].code_name, '007', 'and its custom fields');
+  assert.equal(byId[eve].user?.online, false, 'an invisible member reads offline');
+  assert.equal(byId[carol].channel_role, 'channel_moderator');
+
+  assert.deepEqual(sorted(await query({ online: true })), sorted([alice, bob]), '{online: true}: live presence, never the invisible member');
+  assert.deepEqual(sorted(await query({ name: { $autocomplete: 'al' } })), sorted([alice, albert]), 'name $autocomplete');
+  assert.deepEqual(await query({ channel_role: 'channel_moderator' }), [carol], 'channel_role');
+  assert.deepEqual(await query({ code_name: '007' }), [bob], 'a custom member field');
+  assert.deepEqual(await query({ user_id: { $in: [dave, bob] } }), [bob, dave], 'user_id $in');
+  assert.deepEqual(await query({ id: dave }), [dave], 'the user\'s id');
+
+  assert.deepEqual(await query({}, { created_at: -1 }), [eve, dave, carol, bob, albert, alice], 'newest members first (ties still by user id)');
+  assert.deepEqual(await query({}, { user_id: 1 }), sorted(ids), 'by user id');
+  assert.deepEqual(await query({}, { name: 1 }), [albert, alice, bob, carol, dave, eve], 'by name');
+  const active = await query({}, [{ last_active: -1 }, { user_id: 1 }]);
+  assert.ok(active.indexOf(bob) < active.indexOf(carol) && active.indexOf(alice) < active.indexOf(carol), `the recently active first: ${active}`);
+
+  assert.deepEqual(await query({}, {}, { limit: 2, offset: 2 }), [bob, carol], 'offset paging');
+  assert.deepEqual(await query({}, { user_id: 1 }, { user_id_gt: bob, limit: 2 }), sorted(ids).filter((x) => x > bob).slice(0, 2), 'a user id cursor');
+  assert.deepEqual(await query({}, { user_id: -1 }, { user_id_lte: carol }), sorted(ids).filter((x) => x <= carol).reverse(), 'a user id cursor the other way');
+  const joined = Object.fromEntries(members.map((m) => [m.user_id, m.created_at]));
+  assert.deepEqual(await query({}, {}, { created_at_after: joined[carol] }), [dave, eve], 'a joining-time cursor');
+  assert.deepEqual(await query({}, {}, { created_at_before_or_equal: joined[bob] }), [albert, alice, bob], 'and the other way');
+
+  const bad = await rejectedCall(channel.queryMembers({ online: 'yes' }), 'a filter of the wrong type');
+  assertCode(bad, 4, 400, 'queryMembers with a bad filter');
+});
+
+test('queryMembers finds a distinct channel by its members, and only for those who may read it', { timeout: 30_000 }, async (t) => {
+  const s = session(t);
+  const [A, B, O] = [uniqueId('ann'), uniqueId('bob'), uniqueId('out')];
+  await s.server.upsertUsers([{ id: A }, { id: B }, { id: O }]);
+  const { client: a } = await s.connect({ id: A });
+  await a.channel('messaging', { members: [A, B] }).watch();
+
+  const fresh = s.server.channel('messaging', { members: [B, A] }); // no id: the SDK sends the members
+  const { members } = await fresh.queryMembers({});
+  assert.deepEqual(sorted(members.map((m) => m.user_id)), sorted([A, B]), 'the distinct channel of these members');
+
+  const { client: o } = await s.connect({ id: O });
+  const id = (await a.channel('messaging', { members: [A, B] }).watch()).channel.id;
+  const denied = await rejectedCall(o.channel('messaging', id).queryMembers({}), 'a stranger querying members');
+  assertCode(denied, 17, 403, 'queryMembers by a non-member');
+  const missing = await rejectedCall(s.server.channel('messaging', uniqueId('none')).queryMembers({}), 'members of no channel');
+  assertCode(missing, 16, 404, 'queryMembers of a channel that does not exist');
+});

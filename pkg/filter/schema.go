@@ -64,6 +64,19 @@ var Channels = Schema{
 	"frozen":       Bool, "disabled": Bool,
 }
 
+// Members is the schema of queryMembers documents: a member's own fields
+// (user_id, channel_role, when it joined) joined with its user as the caller
+// sees them (id, name, online, last_active; every user field also as
+// "user.<field>"). online never shows an invisible user.
+var Members = Schema{
+	"user_id": Text, "channel_role": Text, "cid": Text,
+	"id": Text, "name": Text, "user.id": Text, "user.name": Text, "user.role": Text,
+	"online": Bool, "banned": Bool, "is_moderator": Bool, "user.online": Bool,
+	"created_at": Time, "updated_at": Time, "last_active": Time, "user.last_active": Time,
+	"user.created_at": Time, "user.updated_at": Time,
+	"user.teams": TextList,
+}
+
 // Option tunes Parse.
 type Option func(*parser)
 
