@@ -99,8 +99,12 @@
       cursor: { show: false },
       scales: { y: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] } },
       axes: [
-        // Times in UTC, as the header's range.
-        Object.assign({}, axis, { space: 70, size: 30, values: (u, vals) => vals.map(t => new Date(t * 1000).toISOString().slice(11, 16)) }),
+        // Times in UTC, as the header's range; seconds when ticks are
+        // closer than a minute.
+        Object.assign({}, axis, {
+          space: 70, size: 30,
+          values: (u, vals) => vals.map(t => new Date(t * 1000).toISOString().slice(11, vals[1] - vals[0] < 60 ? 19 : 16)),
+        }),
         Object.assign({}, axis, { size: 64, values: (u, vals) => vals.map(v => format(p.unit, v)) }),
       ],
       series: [{}].concat(series.map((s, i) => ({
