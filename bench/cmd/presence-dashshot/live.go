@@ -33,6 +33,8 @@ type live struct {
 	httpURL, wsURL, prom string
 	key, secret          string
 	presence, prometheus *proc
+	// idle holds the users who stay connected through the run.
+	idle *load.Pool
 }
 
 // liveJob and liveInstance label the all-in-one's series: one target
@@ -43,6 +45,8 @@ const (
 	// liveScrape is how often Prometheus scrapes it: often enough for a
 	// run of a few minutes to draw smooth lines.
 	liveScrape = 2 * time.Second
+	// idleUsers stay connected through the run.
+	idleUsers = 1000
 )
 
 func startLive(ctx context.Context, o options, log io.Writer) (_ *live, err error) {
@@ -191,6 +195,9 @@ func waitHTTP(ctx context.Context, p *proc, u string) error {
 }
 
 func (l *live) stop() {
+	if l.idle != nil {
+		l.idle.Close()
+	}
 	l.prometheus.stop()
 	l.presence.stop()
 	os.RemoveAll(l.dir)
@@ -219,9 +226,20 @@ func freePorts(n int) ([]string, error) {
 // contract, and returns the shot of the run.
 func (l *live) runLoad(ctx context.Context, o options, log io.Writer) (shot, error) {
 	began := time.Now()
+	sys := load.NewPresence(load.Target{URL: l.wsURL, Key: l.key, Secret: l.secret}, load.REST{Base: l.httpURL, Key: l.key, Secret: l.secret}, nil)
+	// Users who stay connected through the run (and the picture), under
+	// the churn, as a service has.
+	l.idle = load.NewPool(25 * time.Second)
+	names := make([]string, idleUsers)
+	for i := range names {
+		names[i] = fmt.Sprintf("dash-idle-%06d", i)
+	}
+	c := load.ConnectAll(ctx, l.idle, func(ctx context.Context, i int, user string) (load.Socket, error) {
+		return sys.Member(ctx, i, user, nil)
+	}, names, 64)
+	fmt.Fprintf(log, "%d users connected to stay (%d failed)\n", c.Conns, c.Failed)
 	ctx, cancel := context.WithTimeout(ctx, o.duration)
 	defer cancel()
-	sys := load.NewPresence(load.Target{URL: l.wsURL, Key: l.key, Secret: l.secret}, load.REST{Base: l.httpURL, Key: l.key, Secret: l.secret}, nil)
 	step := o.duration / 5
 	var wg sync.WaitGroup
 	var churned load.ChurnResult
@@ -235,7 +253,7 @@ func (l *live) runLoad(ctx context.Context, o options, log io.Writer) (shot, err
 	var rejected, limited atomic.Int64
 	wg.Go(func() { rejected.Store(badConnects(ctx, l.wsURL, l.key)) })
 	wg.Go(func() { limited.Store(overLimit(ctx, l.httpURL, l.key, l.secret)) })
-	fmt.Fprintf(log, "load for %s: churn of 400 users at 20, 50, 100, 150, 50 transitions/s (%s each), a bad-token connect every second, one user over its REST limit\n", o.duration, step)
+	fmt.Fprintf(log, "load for %s: churn of 400 more users at 20, 50, 100, 150, 50 transitions/s (%s each), a bad-token connect every second, one user over its REST limit\n", o.duration, step)
 	wg.Wait()
 	if churnErr != nil && !errors.Is(churnErr, context.DeadlineExceeded) {
 		return shot{}, fmt.Errorf("churn: %w", churnErr)
@@ -255,7 +273,7 @@ func (l *live) runLoad(ctx context.Context, o options, log io.Writer) (shot, err
 	if err := l.checkScrape(parent, o, log); err != nil {
 		return shot{}, err
 	}
-	s.source = fmt.Sprintf("scraping `make run` (the all-in-one) every %s under a %s load: users connecting and disconnecting at 20 to 150 transitions/s, watched; a bad-token connect every second; one user over its REST rate limit", liveScrape, o.duration.Round(time.Second))
+	s.source = fmt.Sprintf("scraping make run's all-in-one every %s under a %s load: %d users staying connected, 400 more connecting and disconnecting at 20 to 150 transitions/s, watched; a bad-token connect every second; one user over its REST rate limit", liveScrape, o.duration.Round(time.Second), idleUsers)
 	s.end = time.Now()
 	return s, nil
 }

@@ -11,10 +11,11 @@
 // By default it makes the numbers too: it builds and starts the all-in-one
 // of `make run` on free loopback ports, Prometheus (Debian's prometheus
 // package, or any prometheus on $PATH) scraping its /metrics every 2 s,
-// and runs a load for -duration: users connecting and disconnecting at
-// rising rates while one watcher per channel reads their changes
-// (bench/load's churn), a connect with a bad token every second, and one
-// user calling the REST API past its rate limit. Before drawing it checks
+// and runs a load for -duration: 1,000 users who stay connected, 400 more
+// connecting and disconnecting at rising rates while one watcher per
+// channel reads their changes (bench/load's churn), a connect with a bad
+// token every second, and one user calling the REST API past its rate
+// limit. Before drawing it checks
 // the scrape against the metric contract, docs/metrics.md, and stops if a
 // metric is missing (-allow-missing draws anyway).
 //
