@@ -2,10 +2,14 @@ package cluster
 
 import (
 	"flag"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/presencehq/presence/cluster/dashboard"
 )
 
 var updatePrometheus = flag.Bool("update-prometheus", false, "rewrite deploy/prometheus/prometheus.yml from the topology")
@@ -37,5 +41,36 @@ func TestPrometheusConfigIsGenerated(t *testing.T) {
 	}
 	if out, err := exec.Command(promtool, "check", "config", path).CombinedOutput(); err != nil {
 		t.Errorf("promtool check config: %v\n%s", err, out)
+	}
+}
+
+// checkScrapes reads every node's /metrics as the monitoring profile's
+// Prometheus does, and fails for each metric of the contract
+// (docs/metrics.md) that the node's kind should expose and does not, or
+// exposes with another type: the dashboard would draw nothing for it.
+func checkScrapes(t *testing.T, c *Cluster) {
+	t.Helper()
+	contract, err := dashboard.ReadContract(filepath.Join("..", "docs", "metrics.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range c.Topology().Nodes {
+		if n.MetricsPort() == 0 {
+			continue
+		}
+		resp, err := http.Get("http://" + hostPort(Loopback.Listen, n.MetricsPort()) + "/metrics")
+		if err != nil {
+			t.Errorf("%s: %v", n.Name, err)
+			continue
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Errorf("%s: GET /metrics: %s %v", n.Name, resp.Status, err)
+			continue
+		}
+		for _, p := range dashboard.CheckScrape(contract, body, func(m dashboard.Metric) bool { return m.ExposedBy(string(n.Kind)) }) {
+			t.Errorf("%s: %s", n.Name, p)
+		}
 	}
 }
