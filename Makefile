@@ -6,7 +6,7 @@ MODULES  := pkg gateway presence-worker api allinone cluster bench
 PACKAGES := $(addsuffix /...,$(addprefix ./,$(MODULES)))
 GO       ?= go
 
-.PHONY: run test check unit e2e-deps fuzz fuzz-short build clean cluster chaos bench bench-full
+.PHONY: run test check unit e2e-deps fuzz fuzz-short build clean cluster chaos bench bench-full dashboard-shot
 
 FUZZTIME ?= 10m
 FUZZCOUNT ?= 2000x
@@ -75,7 +75,7 @@ build:
 	$(GO) build -o bin/ ./allinone/cmd/presence ./gateway/cmd/presence-gateway ./presence-worker/cmd/presence-worker ./api/cmd/presence-api
 
 clean:
-	rm -rf bin data e2e/node_modules
+	rm -rf bin data e2e/node_modules deploy/grafana/preview/node_modules
 
 # The multi-node topology of docker-compose.yml as plain processes on
 # loopback, in the foreground: 3 NATS nodes (JetStream, replicas 3), 2
@@ -111,3 +111,14 @@ bench:
 
 bench-full:
 	$(GO) run ./bench/cmd/presence-bench -profile full $(BENCH_ARGS)
+
+# docs/img/dashboard.png: the Grafana dashboard (deploy/grafana/dashboards)
+# drawn from live numbers without Grafana: the all-in-one under a few
+# minutes of load, scraped by Prometheus, each panel's query drawn with
+# uPlot and screenshotted by headless Chromium (bench/cmd/presence-dashshot).
+# Needs prometheus and chromium on $PATH (Debian: apt-get install prometheus
+# chromium) and npm. DASHSHOT_ARGS: -duration 4m, -out FILE, -keep FILE.html,
+# or -prometheus URL -range 15m to draw from a Prometheus of your own.
+dashboard-shot:
+	cd deploy/grafana/preview && npm ci --no-audit --no-fund --loglevel=error
+	$(GO) run ./bench/cmd/presence-dashshot $(DASHSHOT_ARGS)

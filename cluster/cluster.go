@@ -512,8 +512,9 @@ func RoleOf(k Kind) natsauth.Role {
 }
 
 // URL is the base URL of node name: nats://… for NATS, http://… for a
-// gateway (/connect, /healthz, /readyz), an api node (REST) or the load
-// balancer (REST and /connect); "" for a worker or an unknown name.
+// gateway (/connect), an api node (REST), a worker (/metrics) or the load
+// balancer (REST and /connect); "" for an unknown name. Gateways, api nodes
+// and workers also serve /metrics, /healthz and /readyz there.
 func (c *Cluster) URL(name string) string {
 	n, ok := c.top.Node(name)
 	if !ok || n.Port == 0 {

@@ -40,7 +40,8 @@ type composeService struct {
 	Healthcheck struct {
 		Test []string `yaml:"test"`
 	} `yaml:"healthcheck"`
-	StopGracePeriod string `yaml:"stop_grace_period"`
+	StopGracePeriod string   `yaml:"stop_grace_period"`
+	Profiles        []string `yaml:"profiles"`
 }
 
 func readCompose(t *testing.T) composeFile {
@@ -131,8 +132,10 @@ func TestComposeMatchesTopology(t *testing.T) {
 	}
 
 	var names []string
-	for name := range f.Services {
-		names = append(names, name)
+	for name, s := range f.Services {
+		if len(s.Profiles) == 0 { // the monitoring profile: TestComposeMonitoringProfile
+			names = append(names, name)
+		}
 	}
 	slices.Sort(names)
 	var want []string
@@ -358,5 +361,172 @@ func TestRunnerEnvIsRead(t *testing.T) {
 		for _, msg := range checkServiceEnv(n.Kind, env, nil) {
 			t.Errorf("%s: %s", n.Name, msg)
 		}
+	}
+}
+
+// TestComposeMonitoringProfile checks the optional monitoring of
+// docker-compose.yml: Prometheus and Grafana in the monitoring profile
+// alone, on pinned images, published on 127.0.0.1 only; Prometheus scrapes
+// exactly the topology's services (deploy/prometheus/prometheus.yml) and
+// Grafana reads it with the Presence dashboard provisioned, open to
+// anonymous viewers and nothing more.
+func TestComposeMonitoringProfile(t *testing.T) {
+	f := readCompose(t)
+	var profiled []string
+	for name, s := range f.Services {
+		if len(s.Profiles) > 0 {
+			profiled = append(profiled, name)
+			if !slices.Equal(s.Profiles, []string{"monitoring"}) {
+				t.Errorf("%s: profiles %v, want [monitoring]", name, s.Profiles)
+			}
+		}
+	}
+	slices.Sort(profiled)
+	if !slices.Equal(profiled, []string{"grafana", "prometheus"}) {
+		t.Fatalf("services of the monitoring profile %v, want grafana and prometheus", profiled)
+	}
+	pinned := regexp.MustCompile(`^[a-z0-9./-]+:v?\d+\.\d+\.\d+$`)
+	for _, name := range profiled {
+		s := f.Services[name]
+		if !pinned.MatchString(s.Image) {
+			t.Errorf("%s: image %q is not pinned to a version", name, s.Image)
+		}
+		if len(s.Ports) == 0 {
+			t.Errorf("%s publishes no port", name)
+		}
+		for _, p := range s.Ports {
+			if !strings.HasPrefix(p, "127.0.0.1:") {
+				t.Errorf("%s publishes %q beyond 127.0.0.1", name, p)
+			}
+		}
+		if _, ok := f.Volumes[name]; !ok {
+			t.Errorf("%s keeps its data on no named volume", name)
+		}
+	}
+
+	// Prometheus runs the generated configuration, which scrapes every node
+	// that serves /metrics: its job is the node's kind, its instance its name.
+	prom := f.Services["prometheus"]
+	if !slices.Contains(prom.Volumes, "./deploy/prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro") {
+		t.Errorf("prometheus does not read deploy/prometheus/prometheus.yml: volumes %v", prom.Volumes)
+	}
+	var promConf struct {
+		Global struct {
+			ScrapeInterval string `yaml:"scrape_interval"`
+		} `yaml:"global"`
+		ScrapeConfigs []struct {
+			JobName       string `yaml:"job_name"`
+			MetricsPath   string `yaml:"metrics_path"`
+			StaticConfigs []struct {
+				Targets []string          `yaml:"targets"`
+				Labels  map[string]string `yaml:"labels"`
+			} `yaml:"static_configs"`
+		} `yaml:"scrape_configs"`
+	}
+	readYAML(t, "../deploy/prometheus/prometheus.yml", &promConf)
+	var scraped, want []string
+	for _, sc := range promConf.ScrapeConfigs {
+		if sc.MetricsPath != "" && sc.MetricsPath != "/metrics" {
+			t.Errorf("job %s scrapes %s, not /metrics", sc.JobName, sc.MetricsPath)
+		}
+		for _, st := range sc.StaticConfigs {
+			for _, target := range st.Targets {
+				scraped = append(scraped, fmt.Sprintf("%s %s %s", sc.JobName, st.Labels["instance"], target))
+			}
+		}
+	}
+	top := Default()
+	for _, n := range top.Nodes {
+		if n.MetricsPort() != 0 {
+			want = append(want, fmt.Sprintf("%s %s %s:%d", n.Kind, n.Name, n.Name, n.MetricsPort()))
+		}
+	}
+	slices.Sort(scraped)
+	slices.Sort(want)
+	if !slices.Equal(scraped, want) {
+		t.Errorf("prometheus scrapes (job instance target)\n  %q\nthe topology's services serve /metrics at\n  %q", scraped, want)
+	}
+	for _, n := range top.Nodes {
+		if n.MetricsPort() == 0 || len(f.Services[n.Name].Ports) == 0 || n.Kind == LB {
+			continue
+		}
+		for _, p := range f.Services[n.Name].Ports {
+			if strings.HasSuffix(p, fmt.Sprintf(":%d", n.MetricsPort())) {
+				t.Errorf("%s publishes its metrics port: %q", n.Name, p)
+			}
+		}
+	}
+
+	// Grafana: the datasource is the profile's Prometheus, told its scrape
+	// interval; the dashboards directory it provisions from holds
+	// presence.json; anonymous visitors may only view.
+	graf := f.Services["grafana"]
+	mounts := map[string]string{}
+	for _, v := range graf.Volumes {
+		parts := strings.Split(v, ":")
+		if len(parts) >= 2 && strings.HasPrefix(parts[0], "./") {
+			mounts[parts[1]] = parts[0]
+		}
+	}
+	var ds struct {
+		Datasources []struct {
+			Type, URL string
+			IsDefault bool `yaml:"isDefault"`
+			JSONData  struct {
+				TimeInterval string `yaml:"timeInterval"`
+			} `yaml:"jsonData"`
+		} `yaml:"datasources"`
+	}
+	dsDir, ok := mounts["/etc/grafana/provisioning/datasources"]
+	if !ok {
+		t.Fatalf("grafana mounts no datasources: %v", graf.Volumes)
+	}
+	readYAML(t, filepath.Join("..", dsDir, "prometheus.yml"), &ds)
+	promPort := strings.Split(prom.Ports[0], ":")[2]
+	if len(ds.Datasources) != 1 || ds.Datasources[0].Type != "prometheus" || ds.Datasources[0].URL != "http://prometheus:"+promPort || !ds.Datasources[0].IsDefault {
+		t.Errorf("grafana's datasources %+v, want the default one, prometheus at http://prometheus:%s", ds.Datasources, promPort)
+	} else if got := ds.Datasources[0].JSONData.TimeInterval; got != promConf.Global.ScrapeInterval || got != PrometheusScrapeInterval {
+		t.Errorf("grafana's datasource timeInterval %q, Prometheus scrapes every %q", got, promConf.Global.ScrapeInterval)
+	}
+	var providers struct {
+		Providers []struct {
+			Type    string
+			Options struct{ Path string }
+		}
+	}
+	provDir, ok := mounts["/etc/grafana/provisioning/dashboards"]
+	if !ok {
+		t.Fatalf("grafana mounts no dashboard providers: %v", graf.Volumes)
+	}
+	readYAML(t, filepath.Join("..", provDir, "presence.yml"), &providers)
+	if len(providers.Providers) != 1 || providers.Providers[0].Type != "file" {
+		t.Fatalf("dashboard providers %+v, want one of type file", providers.Providers)
+	}
+	dashDir, ok := mounts[providers.Providers[0].Options.Path]
+	if !ok {
+		t.Fatalf("dashboards are provisioned from %s, which is not mounted: %v", providers.Providers[0].Options.Path, graf.Volumes)
+	}
+	if _, err := os.Stat(filepath.Join("..", dashDir, "presence.json")); err != nil {
+		t.Errorf("the dashboards directory %s: %v", dashDir, err)
+	}
+	if home := graf.Environment["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]; home != providers.Providers[0].Options.Path+"/presence.json" {
+		t.Errorf("home dashboard %q is not the provisioned presence.json", home)
+	}
+	if graf.Environment["GF_AUTH_ANONYMOUS_ENABLED"] == "true" && graf.Environment["GF_AUTH_ANONYMOUS_ORG_ROLE"] != "Viewer" {
+		t.Errorf("anonymous visitors are %q, want Viewer", graf.Environment["GF_AUTH_ANONYMOUS_ORG_ROLE"])
+	}
+	if pw := graf.Environment["GF_SECURITY_ADMIN_PASSWORD"]; !strings.HasPrefix(pw, "${GRAFANA_ADMIN_PASSWORD") {
+		t.Errorf("GF_SECURITY_ADMIN_PASSWORD %q: take it from ${GRAFANA_ADMIN_PASSWORD}", pw)
+	}
+}
+
+func readYAML(t *testing.T, path string, v any) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(b, v); err != nil {
+		t.Fatalf("%s: %v", path, err)
 	}
 }

@@ -4,6 +4,7 @@ go 1.26.8
 
 require (
 	github.com/coder/websocket v1.8.15
+	github.com/grafana/grafana-foundation-sdk/go v0.0.22
 	github.com/nats-io/nats.go v1.55.0
 	github.com/presencehq/presence/api v0.0.0
 	github.com/presencehq/presence/gateway v0.0.0

@@ -1,11 +1,18 @@
 package cluster
 
 import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -31,6 +38,10 @@ func TestNginxConfig(t *testing.T) {
 			if !strings.Contains(conf, want) {
 				t.Errorf("rendered configuration lacks %q", want)
 			}
+		}
+		// Each public port hides the nodes' metrics.
+		if servers, hidden := strings.Count(conf, "\nserver {"), strings.Count(conf, "location ^~ /metrics {\n        return 404;"); servers != 2 || hidden != servers {
+			t.Errorf("%d of %d server blocks hide /metrics", hidden, servers)
 		}
 	}
 	if _, err := RenderTemplate("listen ${LB_NOPE};", map[string]string{}); err == nil {
@@ -101,4 +112,96 @@ func TestLoadBalancer(t *testing.T) {
 	if err := readyz("http://127.0.0.1:" + strconv.Itoa(lb.WSPort)); err != nil {
 		t.Errorf("load balancer /readyz with one gateway left: %v", err)
 	}
+}
+
+// TestLoadBalancerHidesMetrics runs nginx (when installed) in front of an
+// upstream that answers every path, and asks both public ports for the
+// nodes' /metrics in the spellings nginx normalises: none gets through,
+// while /readyz still does.
+func TestLoadBalancerHidesMetrics(t *testing.T) {
+	nginx, err := FindNginx("")
+	if err != nil {
+		t.Skip(err)
+	}
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "upstream %s\n", r.URL.Path)
+	}))
+	defer upstream.Close()
+	top, err := Default().WithFreePorts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := top.Env("lb", Loopback)
+	if err != nil {
+		t.Fatal(err)
+	}
+	servers := "server " + upstream.Listener.Addr().String() + ";"
+	env["LB_API_SERVERS"], env["LB_GATEWAY_SERVERS"] = servers, servers
+	dir := t.TempDir()
+	main, err := writeNginxConfig(dir, "../deploy/nginx/presence.conf.template", env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(nginx, "-e", "stderr", "-p", dir, "-c", main)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM) // fast shutdown, workers included
+		<-exited
+		if t.Failed() {
+			t.Logf("nginx:\n%s", stderr.String())
+		}
+	})
+
+	for _, addr := range []string{env["LB_HTTP_LISTEN"], env["LB_WS_LISTEN"]} {
+		waitFor(t, 10*time.Second, "nginx listening on "+addr, func() bool {
+			select {
+			case err := <-exited:
+				t.Fatalf("nginx exited: %v\n%s", err, stderr.String())
+			default:
+			}
+			code, _, err := rawGet(addr, "/readyz")
+			return err == nil && code == http.StatusOK
+		})
+		for _, path := range []string{"/metrics", "/metrics/", "/metrics?name[]=go_goroutines", "//metrics", "/%6Detrics", "/./metrics", "/x/../metrics"} {
+			code, body, err := rawGet(addr, path)
+			if err != nil {
+				t.Fatalf("GET %s%s: %v", addr, path, err)
+			}
+			if code != http.StatusNotFound || strings.Contains(body, "upstream") {
+				t.Errorf("GET %s%s: %d %q, want 404 from nginx itself", addr, path, code, body)
+			}
+		}
+		if code, body, err := rawGet(addr, "/readyz"); err != nil || code != http.StatusOK || !strings.Contains(body, "upstream /readyz") {
+			t.Errorf("GET %s/readyz: %d %q %v, want the upstream's answer", addr, code, body, err)
+		}
+	}
+}
+
+// rawGet sends path exactly as given (net/http's client would clean some
+// of the spellings under test).
+func rawGet(addr, path string) (int, string, error) {
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		return 0, "", err
+	}
+	defer c.Close()
+	if err := c.SetDeadline(time.Now().Add(5 * time.Second)); err != nil {
+		return 0, "", err
+	}
+	if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: presence\r\nConnection: close\r\n\r\n", path); err != nil {
+		return 0, "", err
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body), err
 }

@@ -262,6 +262,7 @@ func TestSmoke(t *testing.T) {
 		return m["alice"] && m["bob"]
 	})
 	t.Logf("online through api-1 %dms after connecting", took.Milliseconds())
+	checkScrapes(t, c)
 
 	b, err := os.ReadFile(filepath.Join(c.DataDir(), "gateway-1.pid"))
 	if err != nil {

@@ -213,8 +213,9 @@ func (t Topology) NATSURL(n Net) string {
 // Env is the part of node's environment the topology decides:
 //
 //   - services: PRESENCE_NATS_URL, PRESENCE_REPLICAS and their node name and
-//     listen address (read by pkg/config as the binaries' flags), and for
-//     gateways behind a load balancer PRESENCE_TRUSTED_PROXIES;
+//     listen address (a worker's serves /metrics, /healthz and /readyz; read
+//     by pkg/config as the binaries' flags), and for gateways behind a load
+//     balancer PRESENCE_TRUSTED_PROXIES;
 //   - NATS: NATS_NAME, NATS_LISTEN, NATS_HTTP, NATS_CLUSTER_LISTEN and
 //     NATS_ROUTES, read by deploy/nats/nats.conf;
 //   - the load balancer: LB_HTTP_LISTEN, LB_WS_LISTEN, LB_API_SERVERS and
@@ -289,9 +290,9 @@ func (t Topology) Env(name string, n Net) (map[string]string, error) {
 //
 //   - NATS: the monitoring port's /jsz names a JetStream meta leader, and
 //     /healthz passes (this node is current with it);
-//   - worker: its NATS connection ("presence-worker <name>") is listed by a
-//     NATS node's /connz, and the workers' JetStream consumer exists (so the
-//     first worker has set up every stream and bucket);
+//   - worker: /readyz, which passes once it is connected to NATS with every
+//     stream, bucket and its consumer set up (startWaves starts the others
+//     after the first worker is ready: they must find them made);
 //   - gateway: /readyz;
 //   - api: /readyz (it listens only once its index has caught up).
 func (t Topology) Probe(name string, n Net) ([]string, error) {
@@ -303,15 +304,7 @@ func (t Topology) Probe(name string, n Net) ([]string, error) {
 	switch node.Kind {
 	case NATS:
 		return []string{"nats", self(node.MonitorPort, "")}, nil
-	case Worker:
-		args := []string{"worker", node.Name}
-		for _, s := range t.Of(NATS) {
-			args = append(args, "http://"+hostPort(n.Host(s.Name), s.MonitorPort))
-		}
-		return args, nil
-	case Gateway:
-		return []string{"http", self(node.Port, "/readyz")}, nil
-	case API:
+	case Worker, Gateway, API:
 		return []string{"http", self(node.Port, "/readyz")}, nil
 	case LB:
 		return []string{"http", self(node.WSPort, "/readyz")}, nil

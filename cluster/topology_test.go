@@ -56,6 +56,14 @@ func TestEnv(t *testing.T) {
 	if env, _ := top.Without(LB).Env("gateway-2", Loopback); env["PRESENCE_TRUSTED_PROXIES"] != "" {
 		t.Errorf("gateway-2 without a load balancer trusts proxies %q", env["PRESENCE_TRUSTED_PROXIES"])
 	}
+	// A worker serves /metrics, /healthz and /readyz on its own port.
+	env, _ = top.Env("worker-2", Compose)
+	if env["PRESENCE_HTTP_ADDR"] != "0.0.0.0:8092" || env["PRESENCE_WORKER_NAME"] != "worker-2" {
+		t.Errorf("worker-2 in compose: %v", env)
+	}
+	if p, _ := top.Probe("worker-1", Loopback); strings.Join(p, " ") != "http http://127.0.0.1:8091/readyz" {
+		t.Errorf("worker-1's probe %q", p)
+	}
 	env, _ = top.Env("nats-3", Compose)
 	if env["NATS_ROUTES"] != "[nats://nats-1:6222, nats://nats-2:6223, nats://nats-3:6224]" || env["NATS_LISTEN"] != "0.0.0.0:4224" {
 		t.Errorf("nats-3 in compose: %v", env)
@@ -79,5 +87,16 @@ func TestEnv(t *testing.T) {
 	want := []string{"nats-1 nats-2 nats-3", "worker-1", "worker-2 gateway-1 gateway-2 api-1 api-2", "lb"}
 	if strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Errorf("start waves %q, want %q", got, want)
+	}
+}
+
+// TestEveryServiceIsScraped: Prometheus reads every gateway, worker and
+// api node, so each has a port for /metrics; NATS and nginx have none.
+func TestEveryServiceIsScraped(t *testing.T) {
+	for _, n := range Default().Nodes {
+		service := n.Kind == Gateway || n.Kind == Worker || n.Kind == API
+		if got := n.MetricsPort(); (got != 0) != service || (service && got != n.Port) {
+			t.Errorf("%s (%s) serves /metrics on port %d", n.Name, n.Kind, got)
+		}
 	}
 }

@@ -10,10 +10,9 @@
 //	                              and durable consumer it holds has a leader
 //	nats-conn NAME MONITOR_URL... the /connz of one of the NATS monitoring
 //	                              endpoints lists a client connection named NAME
-//	worker NAME MONITOR_URL...    worker NAME is connected ("presence-worker
-//	                              NAME"), and the workers' JetStream consumer
-//	                              exists: the first worker to start has set
-//	                              up every stream and bucket
+//
+// Presence's services (gateways, workers, api nodes) are checked with http
+// on their /readyz.
 package probe
 
 import (
@@ -26,8 +25,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/presencehq/presence/pkg/store"
 )
 
 // client never reuses connections: a probe must see a fresh listener.
@@ -42,7 +39,7 @@ func Check(ctx context.Context, args []string) error {
 		defer cancel()
 	}
 	if len(args) == 0 {
-		return errors.New("probe: no check given (http URL [STATUS] | nats MONITOR_URL | nats-conn NAME MONITOR_URL... | worker NAME MONITOR_URL...)")
+		return errors.New("probe: no check given (http URL [STATUS] | nats MONITOR_URL | nats-conn NAME MONITOR_URL...)")
 	}
 	switch args[0] {
 	case "http":
@@ -68,11 +65,6 @@ func Check(ctx context.Context, args []string) error {
 			return errors.New("probe: usage: nats-conn NAME MONITOR_URL...")
 		}
 		return NATSConn(ctx, args[1], args[2:]...)
-	case "worker":
-		if len(args) < 3 {
-			return errors.New("probe: usage: worker NAME MONITOR_URL...")
-		}
-		return Worker(ctx, args[1], args[2:]...)
 	}
 	return fmt.Errorf("probe: unknown check %q", args[0])
 }
@@ -170,27 +162,6 @@ func NATSConn(ctx context.Context, name string, monitors ...string) error {
 	return fmt.Errorf("probe: no NATS connection named %q", name)
 }
 
-// Worker checks that worker name is connected to NATS and that the workers'
-// consumer on the input stream exists. A worker creates that consumer once
-// it has set up every stream and bucket, so other services started after
-// the first worker passes this check never race it to create them.
-func Worker(ctx context.Context, name string, monitors ...string) error {
-	if err := NATSConn(ctx, "presence-worker "+name, monitors...); err != nil {
-		return err
-	}
-	var errs []error
-	for _, m := range monitors {
-		found, err := hasConsumer(ctx, strings.TrimSuffix(m, "/"), store.StreamInput, store.ConsumerWorkers)
-		if found {
-			return nil
-		}
-		if err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return fmt.Errorf("probe: no consumer %s on stream %s yet: %w", store.ConsumerWorkers, store.StreamInput, errors.Join(errs...))
-}
-
 func getJSON(ctx context.Context, url string, v any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
@@ -208,32 +179,6 @@ func getJSON(ctx context.Context, url string, v any) error {
 		return fmt.Errorf("GET %s: %w", url, err)
 	}
 	return nil
-}
-
-func hasConsumer(ctx context.Context, monitor, stream, consumer string) (bool, error) {
-	var jsz struct {
-		Accounts []struct {
-			Streams []struct {
-				Name      string `json:"name"`
-				Consumers []struct {
-					Name string `json:"name"`
-				} `json:"consumer_detail"`
-			} `json:"stream_detail"`
-		} `json:"account_details"`
-	}
-	if err := getJSON(ctx, monitor+"/jsz?accounts=true&streams=true&consumers=true", &jsz); err != nil {
-		return false, err
-	}
-	for _, a := range jsz.Accounts {
-		for _, s := range a.Streams {
-			for _, c := range s.Consumers {
-				if s.Name == stream && c.Name == consumer {
-					return true, nil
-				}
-			}
-		}
-	}
-	return false, nil
 }
 
 func hasConn(ctx context.Context, monitor, name string) (bool, error) {
