@@ -104,6 +104,11 @@ func (c *Checker) Check(tok string) (Claims, error) {
 		return cl, ErrMalformed
 	}
 	pb, err := b64.DecodeString(parts[1])
+	if err != nil && parts[2] == devSignature {
+		// The SDK's client.devToken encodes its payload in standard,
+		// padded base64 (stream-chat's encodeBase64), not in base64url.
+		pb, err = base64.StdEncoding.DecodeString(parts[1])
+	}
 	if err != nil {
 		return cl, ErrMalformed
 	}
