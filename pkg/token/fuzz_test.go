@@ -58,6 +58,8 @@ func FuzzCheck(f *testing.F) {
 		hs256 + "." + b64s(`{"user_id":"ann","exp":"soon"}`) + ".devtoken",
 		hs256 + "." + b64s(`{"user_id":"ann","exp":1e400}`) + ".devtoken",
 		hs256 + "." + b64s(strings.Repeat("[", 5000)) + ".devtoken",
+		// client.devToken("ann"), its payload in padded standard base64.
+		"eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJ1c2VyX2lkIjoiYW5uIn0=.devtoken",
 		strings.Repeat("a", MaxLen) + "..",
 		"..",
 		"",
