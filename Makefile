@@ -6,13 +6,28 @@ MODULES  := pkg gateway presence-worker api allinone cluster bench
 PACKAGES := $(addsuffix /...,$(addprefix ./,$(MODULES)))
 GO       ?= go
 
-.PHONY: run test check unit e2e-deps fuzz fuzz-short build clean cluster chaos bench bench-full dashboard-shot
+.PHONY: run demo-sdk test check unit e2e-deps fuzz fuzz-short build clean cluster chaos bench bench-full dashboard-shot
 
 FUZZTIME ?= 10m
 FUZZCOUNT ?= 2000x
 
 run:
 	$(GO) run ./allinone/cmd/presence
+
+# The demo page's stream-chat SDK, bundled on this machine from the version
+# e2e/package.json pins (with esbuild, pinned there too), into a gitignored
+# file the all-in-one serves at /demo/stream-chat.js (-demo-sdk). The SDK's
+# licence does not let Presence redistribute it, so it is neither committed
+# nor embedded: each user downloads it from npm. npm ci runs only when
+# e2e/node_modules lacks a pinned package; the bundle is rebuilt when the
+# lock or the script changes.
+DEMO_SDK := e2e/demo-sdk/stream-chat.js
+
+demo-sdk: $(DEMO_SDK)
+
+$(DEMO_SDK): e2e/package-lock.json e2e/build-demo-sdk.mjs
+	@{ command -v node && command -v npm; } >/dev/null || { echo "make demo-sdk needs Node.js (>= 20) and npm, not found here: the demo page's stream-chat SDK is downloaded from npm, as Presence does not ship it (its licence)"; exit 1; }
+	cd e2e && { npm ls --depth=0 >/dev/null 2>&1 || npm ci --no-audit --no-fund --loglevel=error; } && node build-demo-sdk.mjs
 
 test: check e2e-deps unit fuzz-short
 
@@ -75,7 +90,7 @@ build:
 	$(GO) build -o bin/ ./allinone/cmd/presence ./gateway/cmd/presence-gateway ./presence-worker/cmd/presence-worker ./api/cmd/presence-api
 
 clean:
-	rm -rf bin data e2e/node_modules deploy/grafana/preview/node_modules
+	rm -rf bin data e2e/node_modules e2e/demo-sdk deploy/grafana/preview/node_modules
 
 # The multi-node topology of docker-compose.yml as plain processes on
 # loopback, in the foreground: 3 NATS nodes (JetStream, replicas 3), 2
