@@ -6,7 +6,7 @@ MODULES  := pkg gateway presence-worker api allinone cluster bench
 PACKAGES := $(addsuffix /...,$(addprefix ./,$(MODULES)))
 GO       ?= go
 
-.PHONY: run demo-sdk test check unit e2e-deps fuzz fuzz-short build clean cluster chaos bench bench-full dashboard-shot
+.PHONY: run demo demo-sdk test check unit e2e-deps fuzz fuzz-short build clean cluster chaos bench bench-full dashboard-shot
 
 FUZZTIME ?= 10m
 FUZZCOUNT ?= 2000x
@@ -28,6 +28,12 @@ demo-sdk: $(DEMO_SDK)
 $(DEMO_SDK): e2e/package-lock.json e2e/build-demo-sdk.mjs
 	@{ command -v node && command -v npm; } >/dev/null || { echo "make demo-sdk needs Node.js (>= 20) and npm, not found here: the demo page's stream-chat SDK is downloaded from npm, as Presence does not ship it (its licence)"; exit 1; }
 	cd e2e && { npm ls --depth=0 >/dev/null 2>&1 || npm ci --no-audit --no-fund --loglevel=error; } && node build-demo-sdk.mjs
+
+# make run with development tokens, for the demo page (/demo/), after
+# building its SDK: anyone can sign in as anyone, so it listens on loopback
+# only.
+demo: demo-sdk
+	$(GO) run ./allinone/cmd/presence -dev-tokens -http-addr 127.0.0.1:3030 -ws-addr 127.0.0.1:8800
 
 test: check e2e-deps unit fuzz-short
 

@@ -27,6 +27,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
+	"github.com/presencehq/presence/allinone/demo"
 	"github.com/presencehq/presence/api"
 	"github.com/presencehq/presence/gateway"
 	"github.com/presencehq/presence/pkg/natsauth"
@@ -50,6 +51,9 @@ type Config struct {
 	NodeName          string
 	ActiveInterval    time.Duration
 	PprofAddr         string
+	// DemoSDK is the stream-chat bundle of the demo page (/demo/), which
+	// make demo-sdk builds: Presence does not ship the SDK (allinone/demo).
+	DemoSDK string
 	// The gateway's connect limit per source address (gateway.Config) and
 	// the api's rate limits (api.Config). Zero is no limit; the flags
 	// default to the services' own defaults.
@@ -74,6 +78,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.NodeName, "node-name", "gateway-1", "gateway node name")
 	fs.DurationVar(&c.ActiveInterval, "active-interval", 15*time.Minute, "how often a live connection refreshes last_active")
 	fs.StringVar(&c.PprofAddr, "pprof-addr", "", "serve Go's profiles (/debug/pprof/) on this address; off when empty; keep it on loopback")
+	fs.StringVar(&c.DemoSDK, "demo-sdk", "./e2e/demo-sdk/stream-chat.js", "the demo page's stream-chat SDK bundle, served at /demo/stream-chat.js: make demo-sdk builds it from npm, as Presence does not ship the SDK (its licence); without it the page says so. The default is where make run, from the repository's root, finds it")
 
 	// The limits are the gateway's and the api's own settings: the same
 	// names, defaults and words.
@@ -203,6 +208,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (p *Presence, err 
 
 	rest := http.NewServeMux()
 	rest.Handle("/connect", p.gateway.Handler())
+	rest.Handle("/demo/", demo.Handler(demo.Config{APIKey: cfg.APIKey, APISecret: secret, DevTokens: cfg.DevTokens, API: p.api.Handler(), SDKFile: cfg.DemoSDK}))
 	rest.Handle("/", p.api.Handler())
 	// The process's metrics and probes: ready when all three services are.
 	ops.Handle(rest, reg, ops.All(p.worker.NotReady, p.gateway.NotReady, p.api.NotReady))
@@ -327,6 +333,14 @@ Presence is running.
   Mint a user token: go run ./allinone/cmd/presence token <user_id>
 `, p.HTTPURL(), p.WSURL(), p.NATSURL(), natsauth.Reader.User(), passwordFile(cfg.DataDir, natsauth.Reader),
 		p.NATSURLAs(natsauth.Reader), cfg.APIKey, p.Secret)
+	switch _, err := demo.SDKVersion(cfg.DemoSDK); {
+	case err != nil:
+		fmt.Fprintf(out, "  Demo page         %s/demo/\n    not ready:      %v\n", p.HTTPURL(), err)
+	case cfg.DevTokens:
+		fmt.Fprintf(out, "  Demo page         %s/demo/   (open it in two browser tabs)\n", p.HTTPURL())
+	default:
+		fmt.Fprintf(out, "  Demo page         %s/demo/   (needs development tokens: make demo, on your own machine only)\n", p.HTTPURL())
+	}
 	if cfg.DevTokens {
 		fmt.Fprintln(out, "  Development tokens are ON (client.devToken(id) works). Never in production.")
 	}
