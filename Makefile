@@ -1,12 +1,13 @@
 # Presence: two commands for a newcomer.
 #   make run   the whole service in one process, on embedded NATS
-#   make test  every test (Go with -race, the SDK end-to-end suite)
+#   make test  every test (Go with -race, the SDK end-to-end suite, the demo
+#              page in headless Chromium)
 
 MODULES  := pkg gateway presence-worker api allinone cluster bench
 PACKAGES := $(addsuffix /...,$(addprefix ./,$(MODULES)))
 GO       ?= go
 
-.PHONY: run demo demo-sdk test check unit e2e-deps fuzz fuzz-short build clean cluster chaos bench bench-full dashboard-shot
+.PHONY: run demo demo-sdk test test-browser chromium check unit e2e-deps fuzz fuzz-short build clean cluster chaos bench bench-full dashboard-shot
 
 FUZZTIME ?= 10m
 FUZZCOUNT ?= 2000x
@@ -35,7 +36,18 @@ $(DEMO_SDK): e2e/package-lock.json e2e/build-demo-sdk.mjs
 demo: demo-sdk
 	$(GO) run ./allinone/cmd/presence -dev-tokens -http-addr 127.0.0.1:3030 -ws-addr 127.0.0.1:8800
 
-test: check e2e-deps unit fuzz-short
+# demo-sdk after e2e-deps (make runs them in order): the bundle for the
+# browser test, from the packages just installed (about 0.3 s).
+test: check e2e-deps demo-sdk chromium unit fuzz-short
+
+# Debian's Chromium, for the demo page's browser test (allinone TestDemoPage),
+# installed when missing: CI starts from a clean Debian machine, as root.
+chromium:
+	@command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+
+# The demo page's browser test alone; its screenshot lands in _artifacts/.
+test-browser: demo-sdk chromium
+	PRESENCE_BROWSER="$$(command -v chromium)" $(GO) test -race -count=1 -run '^TestDemoPage$$' -v -artifacts ./allinone
 
 # Formatting and vet across every module.
 check:
@@ -43,13 +55,16 @@ check:
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet $(PACKAGES)
 
-# The SDK end-to-end suite's pinned npm packages (run by allinone's TestE2E).
+# The SDK end-to-end suite's pinned npm packages (run by allinone's TestE2E),
+# and esbuild, for make demo-sdk.
 e2e-deps:
 	@command -v node >/dev/null || { echo "node (>= 20) and npm are needed for the SDK end-to-end suite"; exit 1; }
 	cd e2e && npm ci --no-audit --no-fund --loglevel=error
 
+# PRESENCE_E2E and PRESENCE_BROWSER make the SDK suite and the browser test
+# run (they skip without them, in a plain go test).
 unit:
-	PRESENCE_E2E=1 $(GO) test -race -count=1 -timeout 8m $(PACKAGES)
+	PRESENCE_E2E=1 PRESENCE_BROWSER="$$(command -v chromium)" $(GO) test -race -count=1 -timeout 8m -artifacts $(PACKAGES)
 
 # A few seconds per fuzz target in make test: every parser of what clients
 # send never panics and keeps its properties (the filter language, WebSocket
@@ -96,7 +111,7 @@ build:
 	$(GO) build -o bin/ ./allinone/cmd/presence ./gateway/cmd/presence-gateway ./presence-worker/cmd/presence-worker ./api/cmd/presence-api
 
 clean:
-	rm -rf bin data e2e/node_modules e2e/demo-sdk deploy/grafana/preview/node_modules
+	rm -rf bin data _artifacts e2e/node_modules e2e/demo-sdk deploy/grafana/preview/node_modules
 
 # The multi-node topology of docker-compose.yml as plain processes on
 # loopback, in the foreground: 3 NATS nodes (JetStream, replicas 3), 2
