@@ -149,7 +149,9 @@ func ParseEvents(subj string) (user, cid string, ok bool) {
 	}
 	if rest, found := strings.CutPrefix(subj, channelEvents); found {
 		typ, id, found := strings.Cut(rest, ".")
-		return "", typ + ":" + id, found && typ != "" && id != ""
+		// A type with a ':' would read back as another cid ("type:id" is
+		// cut at its first ':'); no valid type has one.
+		return "", typ + ":" + id, found && typ != "" && id != "" && !strings.Contains(typ, ":")
 	}
 	return "", "", false
 }
