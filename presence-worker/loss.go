@@ -49,14 +49,19 @@ var errBucketGone = errors.New("the presence bucket is gone")
 // recreated only if recreate is set: only the periodic check does it, since
 // creations racing the deletion can leave the cluster with a bucket that
 // some servers do not know.
+//
+// The sentinel is read from the stream's leader: a direct get may be
+// answered by a replica that has not yet applied a purge, and its stale
+// "genesis" would make a close found after the loss look like a user's
+// first, telling no watcher (the user would stay online for them).
 func (w *Worker) checkSentinel(ctx context.Context, recreate bool) error {
-	e, err := w.st.Presence.Get(ctx, store.SentinelKey)
+	v, err := store.GetFromLeader(ctx, w.js, store.BucketPresence, store.SentinelKey)
 	if recreate && (err == nil || errors.Is(err, jetstream.ErrKeyNotFound)) {
 		w.goneSince = time.Time{} // there, or back
 	}
 	switch {
 	case err == nil:
-		w.learnRebuild(e.Value())
+		w.learnRebuild(v)
 		return nil
 	case errors.Is(err, jetstream.ErrBucketNotFound), errors.Is(err, jetstream.ErrStreamNotFound),
 		errors.Is(err, nats.ErrNoResponders): // a direct get on a deleted bucket
@@ -86,8 +91,8 @@ func (w *Worker) checkSentinel(ctx context.Context, recreate bool) error {
 		if errors.Is(err, jetstream.ErrKeyExists) {
 			// Another worker got there first and asks the gateways; its
 			// rebuild time counts here too.
-			if e, err := w.st.Presence.Get(ctx, store.SentinelKey); err == nil {
-				w.learnRebuild(e.Value())
+			if v, err := store.GetFromLeader(ctx, w.js, store.BucketPresence, store.SentinelKey); err == nil {
+				w.learnRebuild(v)
 			}
 			return nil
 		}
