@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/presencehq/presence/pkg/connevent"
+	"github.com/presencehq/presence/pkg/event"
 	"github.com/presencehq/presence/pkg/model"
 	"github.com/presencehq/presence/pkg/store"
 	"github.com/presencehq/presence/pkg/subject"
@@ -81,5 +82,62 @@ func TestAnotherWorkersRecentEventIsPublishedAgainFirst(t *testing.T) {
 	h.publish(ev(connevent.Opened, "ann", "c2"))
 	if _, v, online, dup := h.nextCopy(); dup || v != 3 || !online {
 		t.Fatalf("next event v%d online=%v dup=%v, want v3 online, no copy of v2", v, online, dup)
+	}
+}
+
+// TestRaceWindowsCountFromTheWrite: in a backlog (a storm, closes whose
+// publishing was retried) events reach the worker long after they
+// happened. Two of a user's events written moments apart can still race to
+// the gateways however old the connection events are, so the second must
+// still name the first (Presence-Prev-Version), and the state must say when
+// the first was written, for another worker's next event to publish it
+// again first.
+func TestRaceWindowsCountFromTheWrite(t *testing.T) {
+	h := newHarness(t)
+	old := time.Now().UTC().Add(-30 * time.Second)
+	open := ev(connevent.Opened, "ann", "c1")
+	open.At = old
+	closing := ev(connevent.Closed, "ann", "c1")
+	closing.At = old.Add(time.Second)
+	h.publish(open)
+	first := h.nextMeta(subject.UserEvents("ann"))
+	h.publish(closing)
+	second := h.nextMeta(subject.UserEvents("ann"))
+	if second.Prev != first.Version {
+		t.Fatalf("the offline names predecessor %d, want the online's version %d: they were written moments apart", second.Prev, first.Version)
+	}
+	p, _, err := store.Get[model.Presence](context.Background(), h.st.Presence, store.Key("ann"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if time.Since(p.WrittenAt) > 10*time.Second {
+		t.Fatalf("the state says its event was written at %v, not at the write", p.WrittenAt)
+	}
+	if !p.LastEventAt.Equal(closing.At) {
+		t.Fatalf("the state's event time is %v, want the close's own %v (Presence-At)", p.LastEventAt, closing.At)
+	}
+	if !second.At.Equal(closing.At) {
+		t.Fatalf("the offline's Presence-At is %v, want the close's time %v", second.At, closing.At)
+	}
+}
+
+// nextMeta returns the routing headers of the next event on subj.
+func (h *harness) nextMeta(subj string) event.Meta {
+	h.t.Helper()
+	timeout := time.After(5 * time.Second)
+	for {
+		select {
+		case msg := <-h.events:
+			if msg.Subject != subj {
+				continue
+			}
+			m, ok := event.ReadMeta(msg)
+			if !ok {
+				h.t.Fatalf("event without routing headers on %s", msg.Subject)
+			}
+			return m
+		case <-timeout:
+			h.t.Fatalf("no event on %s within 5s", subj)
+		}
 	}
 }

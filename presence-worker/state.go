@@ -95,10 +95,20 @@ func apply(p *model.Presence, ev connevent.Event, epochOf epochs) (changed, tran
 		}
 	}
 	if transition {
-		p.PrevVersion, p.PrevAt = before.Version, before.LastEventAt
+		// The caller stamps WrittenAt with the time of its write.
+		p.PrevVersion, p.PrevAt = before.Version, writtenAt(before)
 		p.LastEventAt = ev.At
 	}
 	return transition || !samePresence(before, *p), transition
+}
+
+// writtenAt is when p's event was written; a state written before
+// WrittenAt existed has only the event's own time.
+func writtenAt(p model.Presence) time.Time {
+	if p.WrittenAt.IsZero() {
+		return p.LastEventAt
+	}
+	return p.WrittenAt
 }
 
 // nextVersion numbers a user's next event: one more than the last, and at

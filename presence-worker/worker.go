@@ -417,7 +417,7 @@ func (w *Worker) applyEvent(ctx context.Context, ev connevent.Event, redelivery 
 	var pred *model.Presence
 	p, _, wrote, err := store.UpdateCached(ctx, w.st.Presence, store.Key(ev.User), w.states, func(p *model.Presence, exists bool) error {
 		pred = nil
-		if p.Version != 0 && p.EmittedBy != w.id && time.Since(p.LastEventAt) < predecessorWindow {
+		if p.Version != 0 && p.EmittedBy != w.id && time.Since(writtenAt(*p)) < predecessorWindow {
 			// Another worker wrote the last event moments ago and may not
 			// have published it yet: publish it again before ours.
 			c := clonePresence(*p)
@@ -453,7 +453,11 @@ func (w *Worker) applyEvent(ctx context.Context, ev connevent.Event, redelivery 
 		}
 		transition = t
 		if t {
-			p.EmittedBy = w.id
+			// The race windows (predecessorWindow, racingWindow) count from
+			// this write, not from when the connection event happened: in a
+			// backlog (a storm's delayed closes) that is long before, and the
+			// event just written can still race its successor.
+			p.EmittedBy, p.WrittenAt = w.id, time.Now().UTC()
 		}
 		if !changed {
 			return store.ErrUnchanged

@@ -26,9 +26,14 @@ type Presence struct {
 	LastEvent string `json:"last_event,omitempty"`
 	// ProfileRev is the newest profile revision announced to watchers.
 	ProfileRev uint64 `json:"profile_rev,omitempty"`
-	// LastEventAt is when the event Version stands for happened; PrevVersion
-	// and PrevAt are the event before it.
+	// LastEventAt is when the event Version stands for happened (the
+	// connect or close, as its gateway saw it); WrittenAt is when a worker
+	// wrote it (its clock). PrevVersion is the event before it, written at
+	// PrevAt. The write times tell whether two events may still be racing
+	// to the gateways: in a backlog, events are written long after they
+	// happened.
 	LastEventAt time.Time `json:"last_event_at,omitzero"`
+	WrittenAt   time.Time `json:"written_at,omitzero"`
 	PrevVersion uint64    `json:"prev_version,omitempty"`
 	PrevAt      time.Time `json:"prev_at,omitzero"`
 	// EmittedBy is the worker instance that wrote Version and publishes its
