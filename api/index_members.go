@@ -299,8 +299,8 @@ var memberIDFields = []string{"user_id", "id", "user.id"}
 //     on index keys;
 //   - walk a users sort index (last_active...) checking membership (one key
 //     lookup) and the user conditions: {online: true} by last_active in a
-//     10,000-member channel visits the recently active until 30 online
-//     members are found, instead of the channel's 10,000.
+//     10,000-member channel walks the online users' activity (onlineActive)
+//     until 30 members are found, instead of reading the channel's 10,000.
 //
 // The filter is matched on each member's document, so every plan answers
 // like reading every member.
@@ -315,6 +315,7 @@ func (p parsed) findMembers(tx *bolt.Tx, cid string, load func(user string) (fil
 		has:  func(u string) bool { return mr.has(cid, u) },
 	}
 	var userSrcs []*source
+	var online *source // {online: true}, if the filter says so
 	for _, c := range p.conds {
 		f, ok := memberUserFields[c.field]
 		if !ok || f == "online" && slices.ContainsFunc(c.values, func(v any) bool { return v != true }) {
@@ -322,6 +323,9 @@ func (p parsed) findMembers(tx *bolt.Tx, cid string, load func(user string) (fil
 		}
 		if s := ur.source(conjunct{field: f, autocomplete: c.autocomplete, values: c.values}); s != nil {
 			userSrcs = append(userSrcs, s)
+			if f == "online" {
+				online = s
+			}
 		}
 	}
 	slices.SortStableFunc(userSrcs, func(a, b *source) int { return a.est - b.est })
@@ -368,9 +372,17 @@ func (p parsed) findMembers(tx *bolt.Tx, cid string, load func(user string) (fil
 		ownCost = steps(n, sel(userSrcs))*(1+costs(userSrcs)) + need*loadCost
 	}
 	userField, byUsers := memberUserSorts[field]
-	userCost := none
-	if byUsers && ur.sortable(userField) {
-		userCost = steps(int(users), float64(n)/users*sel(userSrcs))*(1+member.cost+costs(userSrcs)) + need*loadCost
+	userCost, userChecks := none, append([]*source{member}, userSrcs...)
+	var usersWalk func(visitor)
+	switch {
+	case byUsers && userField == "last_active" && online != nil:
+		// Only online users can match: walk their activity alone.
+		userChecks = slices.DeleteFunc(userChecks, func(s *source) bool { return s == online })
+		userCost = steps(online.est, float64(n)/users*sel(userChecks[1:]))*(1+costs(userChecks)) + need*loadCost
+		usersWalk = func(visit visitor) { ur.walk(onlineActive, dir, visit) }
+	case byUsers && ur.sortable(userField):
+		userCost = steps(int(users), float64(n)/users*sel(userSrcs))*(1+costs(userChecks)) + need*loadCost
+		usersWalk = p.usersOrder(mr, ur, cid, userField, dir)
 	}
 
 	budget := max(fetch, 2*min(ownCost, userCost))
@@ -391,7 +403,7 @@ func (p parsed) findMembers(tx *bolt.Tx, cid string, load func(user string) (fil
 		walk, checks = ownWalk, userSrcs
 		idOrder = slices.Contains(memberIDFields, field)
 	default:
-		walk, checks = p.usersOrder(mr, ur, cid, userField, dir), append([]*source{member}, userSrcs...)
+		walk, checks = usersWalk, userChecks
 	}
 	if walk != nil {
 		passes := func(u string) bool {

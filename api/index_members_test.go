@@ -65,6 +65,13 @@ func randomMemberQuery(r *rand.Rand, users []string) (string, string) {
 	for range r.IntN(3) {
 		parts = append(parts, conds[r.IntN(len(conds))]())
 	}
+	if r.IntN(4) == 0 {
+		// Who is online now, most recently active first: the query a
+		// presence app asks most.
+		parts = append(parts, []string{`"online": true`, `"user.online": true`}[r.IntN(2)])
+		return "{" + strings.Join(parts, ", ") + "}", []string{`[{"field": "last_active", "direction": -1}]`, `[{"field": "last_active"}]`,
+			`[{"field": "user.last_active", "direction": -1}, {"field": "user_id", "direction": -1}]`}[r.IntN(3)]
+	}
 	sorts := []string{``, `[{"field": "created_at", "direction": -1}]`, `[{"field": "user_id"}]`, `[{"field": "user_id", "direction": -1}]`,
 		`[{"field": "id", "direction": -1}]`, `[{"field": "last_active", "direction": -1}]`, `[{"field": "last_active"}]`,
 		`[{"field": "user.created_at", "direction": -1}]`, `[{"field": "name"}]`, `[{"field": "updated_at", "direction": -1}]`,

@@ -58,8 +58,9 @@ type table struct {
 	// doc builds the document of id from the records in tx.
 	doc func(tx *bolt.Tx, id string) (filter.Map, bool)
 	// entriesOf, if set, replaces the entries above (the members table's
-	// are per channel; index_members.go).
+	// are per channel; index_members.go); more adds to them.
 	entriesOf func(id string, doc filter.Map) [][]byte
+	more      func(id string, doc filter.Map) [][]byte
 	// membersField is the field holding a document's member ids, which
 	// the members table answers ("" if none).
 	membersField string
@@ -90,6 +91,7 @@ var usersTable = &table{
 	eq:      []string{"online", "role", "teams"},
 	sorted:  []string{"created_at", "updated_at", "last_active"},
 	words:   []string{"name"},
+	more:    onlineActivity,
 	dataKey: store.Key,
 	idOf:    store.ID,
 	doc: func(tx *bolt.Tx, id string) (filter.Map, bool) {
@@ -130,6 +132,20 @@ var channelsTable = &table{
 		// its channel.
 		return channelDoc(ch, 0, nil), true
 	},
+}
+
+// onlineActive is the users' sort index of last_active that holds online
+// users only: the online members of a channel by activity are found by
+// walking it (findMembers) rather than every user's. No filter or sort
+// names it: only the fields a table lists as sorted are walked for them.
+const onlineActive = "online:last_active"
+
+func onlineActivity(id string, doc filter.Map) [][]byte {
+	if doc["online"] != true {
+		return nil
+	}
+	sec, enc := sortEnc(doc["last_active"])
+	return [][]byte{sortKey(onlineActive, sec, enc, id)}
 }
 
 // tableOf is the table each indexed KV bucket feeds.
@@ -193,6 +209,9 @@ func (t *table) entries(id string, doc filter.Map) [][]byte {
 				out = append(out, wordKey(f, w, id))
 			}
 		}
+	}
+	if t.more != nil {
+		out = append(out, t.more(id, doc)...)
 	}
 	// Sorted and unique: an array may repeat a value, a name a word.
 	slices.SortFunc(out, bytes.Compare)
