@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -8,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/presencehq/presence/pkg/apierror"
 	"github.com/presencehq/presence/pkg/filter"
 	bolt "go.etcd.io/bbolt"
 )
@@ -155,4 +157,52 @@ func TestMemberCursorsPageThroughAChannel(t *testing.T) {
 	if !slices.Equal(got, all) {
 		t.Errorf("paging by user_id_gt: got %d members %v, want %d %v", len(got), got, len(all), all)
 	}
+}
+
+// FuzzQueryMembers: a filter and a sort, as a members query of any caller
+// on a channel of the data of TestMemberQueriesAnswerLikeAFullScan,
+// answered through each of findMembers' plans, give the page a scan of
+// every member gives. The planner reads conditions and cursor bounds from
+// the filter on its own (conjuncts); where it reads one the filter does not
+// hold, the pages differ.
+func FuzzQueryMembers(f *testing.F) {
+	m := newMemIndex(f)
+	r := rand.New(rand.NewPCG(7, 3))
+	users, cids := randomData(m, r, 150, 30)
+	for i := range 30 {
+		fl, s := randomMemberQuery(r, users)
+		f.Add(fl, s, uint8(i), uint8(r.IntN(256)))
+	}
+	f.Add(`{"user_id": {"$gt": "u050", "$lte": "u090"}, "created_at": {"$gte": "2025-01-01T00:10:00Z"}}`, `[{"field": "created_at", "direction": -1}]`, uint8(1), uint8(8))
+	f.Add(`{"$and": [{"online": true}, {"id": {"$gt": 5}}]}`, `[{"field": "last_active", "direction": -1}]`, uint8(2), uint8(0))
+	f.Add(`{"user_id": {"$lt": null}, "name": {"$autocomplete": ""}}`, `[{"field": "user_id", "direction": -1}]`, uint8(0), uint8(3))
+	defer func(l int, plan string) { loadCost, memberPlan = l, plan }(loadCost, memberPlan)
+	f.Fuzz(func(t *testing.T, filterJSON, sortJSON string, who, page uint8) {
+		limit, offset := 1+int(page%8)*4, []int{0, 0, 1, 5, 40}[int(page/8)%5]
+		q := query{Filter: json.RawMessage(filterJSON), Sort: json.RawMessage(sortJSON), Limit: &limit, Offset: &offset}
+		p, err := q.parse("QueryMembers", DefaultMemberLimit, MaxMemberLimit)
+		if err != nil {
+			sdkError(t, "QueryMembers", err, apierror.CodeInput)
+			return
+		}
+		if len(p.sort) == 0 {
+			p.sort = defaultMemberSort
+		}
+		cl := caller{server: true}
+		if who%4 != 0 {
+			cl = caller{user: users[int(who)%len(users)]}
+		}
+		cid := cids[int(page/64)%len(cids)]
+		for _, plan := range []string{"", "fetch", "own", "users"} {
+			memberPlan = plan
+			_ = m.view(func(tx *bolt.Tx) error {
+				load := memberLoader(tx, p, cl, cid, nil)
+				got := hitKeys(p.findMembers(tx, cid, load))
+				if want := scanMembers(tx, cid, p, load); !slices.Equal(got, want) {
+					t.Fatalf("members of %s filter %s sort %s limit %d offset %d as %+v, plan %q:\n got %v\nwant %v", cid, filterJSON, sortJSON, limit, offset, cl, plan, got, want)
+				}
+				return nil
+			})
+		}
+	})
 }
