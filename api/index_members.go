@@ -357,7 +357,8 @@ func (p parsed) findMembers(tx *bolt.Tx, cid string, load func(user string) (fil
 
 	// fetch: the smallest source's ids, checked against the others.
 	all := append([]*source{member}, userSrcs...)
-	first := slices.MinFunc(all, func(a, b *source) int { return a.est - b.est })
+	listable := slices.DeleteFunc(slices.Clone(all), func(s *source) bool { return s.set == nil && s.each == nil })
+	first := slices.MinFunc(listable, func(a, b *source) int { return a.est - b.est })
 	others := slices.DeleteFunc(slices.Clone(all), func(s *source) bool { return s == first })
 	fetchLoads := float64(first.est) * sel(others)
 	if first == member {
