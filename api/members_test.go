@@ -124,7 +124,9 @@ func TestAChannelOfTenThousandMembers(t *testing.T) {
 		t.Errorf("online members by last_active: got %v, want %v", online, want)
 	}
 
+	began := time.Now()
 	e.ok(req{method: "DELETE", path: "/channels/messaging/big", tok: e.admin})
+	t.Logf("deleting the channel, its %d members and their memberships took %v", n, time.Since(began).Round(time.Millisecond))
 	keys, err := e.st.Members.ListKeysFiltered(context.Background(), store.MembersOf("messaging", "big"))
 	if err != nil {
 		t.Fatal(err)
@@ -218,5 +220,22 @@ func TestInlineMembersMoveToTheirOwnKeys(t *testing.T) {
 	out := e.ok(req{method: "POST", path: "/channels", tok: e.userToken("cat"), body: map[string]any{"filter_conditions": map[string]any{"members": map[string]any{"$in": []any{"cat"}}}}})
 	if chans := out["channels"].([]any); len(chans) != 1 || chans[0].(map[string]any)["channel"].(map[string]any)["cid"] != "messaging:older" {
 		t.Errorf("cat's channels: %v", chans)
+	}
+}
+
+// TestAMemberCannotMakeItselfReadOnline: custom member fields named as the
+// user's (online, name) never stand for them in queryMembers, so an
+// invisible or offline member cannot appear online by setting its own.
+func TestAMemberCannotMakeItselfReadOnline(t *testing.T) {
+	e := newEnv(t)
+	e.upsert(map[string]any{"id": "ann", "name": "Ann"}, map[string]any{"id": "eve", "name": "Eve", "invisible": true})
+	e.setOnline("ann", time.Now().UTC())
+	e.setOnline("eve", time.Now().UTC())
+	e.ok(req{method: "POST", path: "/channels/messaging/room/query", tok: e.userToken("ann"), body: map[string]any{"data": map[string]any{"members": []any{"ann", "eve"}}}})
+	e.ok(req{method: "PATCH", path: "/channels/messaging/room/member", tok: e.userToken("eve"), body: map[string]any{"set": map[string]any{"online": true, "name": "Ann", "user.online": true}}})
+	for _, f := range []map[string]any{{"online": true}, {"user.online": true}, {"name": "Ann"}} {
+		if got := e.queryMembers(e.userToken("ann"), map[string]any{"type": "messaging", "id": "room", "filter_conditions": f}); !slices.Equal(got, []string{"ann"}) {
+			t.Errorf("queryMembers %v: %v, want ann alone", f, got)
+		}
 	}
 }
