@@ -88,7 +88,8 @@ FUZZ_TARGETS := \
 	./api:FuzzUserBodies \
 	./api:FuzzQueryPayload \
 	./api:FuzzChannelTypeBody \
-	./api:FuzzQueryIndex
+	./api:FuzzQueryIndex \
+	./api:FuzzQueryMembers
 
 # fuzz-short gives each target a count of inputs, not a time: Go 1.26's fuzz
 # coordinator can fail a timed run at its deadline having found nothing

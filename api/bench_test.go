@@ -36,6 +36,11 @@ const (
 	benchHeavyUsers  = 100 // each a member of benchHeavyChans channels
 	benchHeavyChans  = 200
 	benchOnlineShare = 10 // percent of users online
+	// The big channel: benchBigMembers members, benchBigOnline of them
+	// online (and visible).
+	benchBig        = "big"
+	benchBigMembers = 10_000
+	benchBigOnline  = 1_000
 )
 
 var (
@@ -69,6 +74,7 @@ type benchEnv struct {
 	userID func(i int) string
 	timing bool          // count the time spent serving requests
 	spent  time.Duration // since timing began
+	big    []string      // the members of the big channel, in joining order
 }
 
 func benchUserID(i int) string { return fmt.Sprintf("u%06d", i) }
@@ -135,7 +141,8 @@ func startNATSProcess(b *testing.B) string {
 }
 
 // BenchmarkIndex measures queries, restarts and cross-node lag on 100k users
-// (with presence) and 20k channels in JetStream KV, indexed by api nodes:
+// (with presence) and 20k channels in JetStream KV, plus a channel of 10,000
+// members of whom 1,000 are online, indexed by api nodes:
 //
 //	go test -run '^$' -bench Index -benchtime 2000x ./api/
 //
@@ -239,6 +246,73 @@ func BenchmarkIndex(b *testing.B) {
 			}
 		})
 	})
+	// The 10,000-member channel, queried by one of its members.
+	bigQuery := func(payload map[string]any) []json.RawMessage {
+		payload["type"], payload["id"] = "messaging", benchBig
+		raw, _ := json.Marshal(payload)
+		var out struct{ Members []json.RawMessage }
+		if err := json.Unmarshal(e.call(e.a, "GET", "/members", e.token(e.big[e.r.IntN(len(e.big))]), url.Values{"payload": {string(raw)}}, nil), &out); err != nil {
+			b.Fatal(err)
+		}
+		return out.Members
+	}
+	b.Run("queryMembers/10k-members-online-sort-last_active-limit-30", func(b *testing.B) {
+		e.measureServe(b, func() {}, func() {
+			got := bigQuery(map[string]any{"filter_conditions": map[string]any{"online": true},
+				"sort": []any{map[string]any{"field": "last_active", "direction": -1}}, "limit": 30})
+			if len(got) != 30 || !strings.Contains(string(got[29]), `"online":true`) {
+				b.Fatalf("got %d members", len(got))
+			}
+		})
+	})
+	b.Run("queryMembers/10k-members-default-sort-limit-100", func(b *testing.B) {
+		e.measureServe(b, func() {}, func() {
+			if got := bigQuery(map[string]any{}); len(got) != 100 {
+				b.Fatalf("got %d members", len(got))
+			}
+		})
+	})
+	b.Run("queryMembers/10k-members-user_id_gt-cursor-limit-300", func(b *testing.B) {
+		sorted := slices.Sorted(slices.Values(e.big))
+		e.measureServe(b, func() {}, func() {
+			got := bigQuery(map[string]any{"sort": []any{map[string]any{"field": "user_id", "direction": 1}}, "limit": 300,
+				"user_id_gt": sorted[e.r.IntN(len(sorted)-300)]})
+			if len(got) != 300 {
+				b.Fatalf("got %d members", len(got))
+			}
+		})
+	})
+	b.Run("queryMembers/10k-members-name-autocomplete-limit-30", func(b *testing.B) {
+		e.measureServe(b, func() {}, func() {
+			name := benchFirst[e.r.IntN(len(benchFirst))]
+			prefix := string([]rune(name)[:min(3, len([]rune(name)))])
+			bigQuery(map[string]any{"filter_conditions": map[string]any{"name": map[string]any{"$autocomplete": prefix}}, "limit": 30})
+		})
+	})
+	b.Run("queryMembers/10k-members-sort-name-limit-30", func(b *testing.B) {
+		// No index orders members by name: every member is read.
+		e.measureServe(b, func() {}, func() {
+			if got := bigQuery(map[string]any{"sort": []any{map[string]any{"field": "name", "direction": 1}}, "limit": 30}); len(got) != 30 {
+				b.Fatalf("got %d members", len(got))
+			}
+		})
+	})
+	b.Run("queryChannel/10k-members-state-first-100", func(b *testing.B) {
+		// What a member's channel.watch() gets: the channel, the first 100
+		// members and member_count, never the 10,000.
+		e.measureServe(b, func() {}, func() {
+			var st struct {
+				Channel struct {
+					MemberCount int `json:"member_count"`
+				}
+				Members []json.RawMessage
+			}
+			raw := e.call(e.a, "POST", "/channels/messaging/"+benchBig+"/query", e.token(e.big[e.r.IntN(len(e.big))]), nil, map[string]any{"state": true})
+			if err := json.Unmarshal(raw, &st); err != nil || len(st.Members) != 100 || st.Channel.MemberCount != benchBigMembers {
+				b.Fatalf("%d members, member_count %d (%v)", len(st.Members), st.Channel.MemberCount, err)
+			}
+		})
+	})
 	b.Run("crossNode/kv-write-until-indexed-on-B", func(b *testing.B) {
 		// From the moment JetStream acknowledges a write (made here as an
 		// api node makes it) until node B's index holds it: how stale a
@@ -338,7 +412,7 @@ func newBenchEnv(b *testing.B) *benchEnv {
 		_ = e.a.Close()
 		_ = e.bb.Close()
 	})
-	b.Logf("data set: %d users, %d channels written to KV in %v; first index build %v", benchUsers, benchChannels, loaded.Round(time.Millisecond), built.Round(time.Millisecond))
+	b.Logf("data set: %d users, %d channels and one of %d members written to KV in %v; first index build %v", benchUsers, benchChannels, benchBigMembers, loaded.Round(time.Millisecond), built.Round(time.Millisecond))
 	return e
 }
 
@@ -346,6 +420,7 @@ func newBenchEnv(b *testing.B) *benchEnv {
 func (e *benchEnv) load() {
 	r := rand.New(rand.NewPCG(1, 2))
 	base := time.Now().UTC().Add(-365 * 24 * time.Hour)
+	var online, offline []string // visible online users, offline ones
 	for i := range benchUsers {
 		u := model.User{ID: e.userID(i), Role: "user",
 			Name:      cases(benchFirst[r.IntN(len(benchFirst))]) + " " + cases(benchLast[r.IntN(len(benchLast))]),
@@ -372,6 +447,23 @@ func (e *benchEnv) load() {
 		}
 		p.Invisible = u.Invisible
 		e.publish(store.BucketPresence, store.Key(u.ID), p)
+		switch {
+		case i < benchHeavyUsers: // their channels are measured apart
+		case p.Online && !u.Invisible:
+			online = append(online, u.ID)
+		case !p.Online:
+			offline = append(offline, u.ID)
+		}
+	}
+	// The big channel: 1,000 online users and 9,000 offline ones, joined in
+	// a random order, a second apart.
+	e.big = slices.Concat(online[:benchBigOnline], offline[:benchBigMembers-benchBigOnline])
+	r.Shuffle(len(e.big), func(i, j int) { e.big[i], e.big[j] = e.big[j], e.big[i] })
+	big := model.Channel{Type: "messaging", ID: benchBig, CreatedByID: e.big[0], CreatedAt: base, UpdatedAt: base}
+	e.publish(store.BucketChannels, store.ChannelKey(big.Type, big.ID), big)
+	for i, u := range e.big {
+		at := base.Add(time.Duration(i) * time.Second)
+		e.publish(store.BucketMembers, store.MemberKey(big.Type, big.ID, u), model.Member{UserID: u, ChannelRole: roleMember, CreatedAt: at, UpdatedAt: at})
 	}
 	members := make([][]model.Member, benchChannels)
 	for h := range benchHeavyUsers {
@@ -386,8 +478,11 @@ func (e *benchEnv) load() {
 		}
 		at := base.Add(time.Duration(r.Int64N(int64(300 * 24 * time.Hour))))
 		ch := model.Channel{Type: "messaging", ID: fmt.Sprintf("c%05d", c), CreatedByID: members[c][0].UserID, CreatedAt: at, UpdatedAt: at,
-			Members: members[c], Custom: map[string]any{"name": cases(benchLast[r.IntN(len(benchLast))]) + " team"}}
+			Custom: map[string]any{"name": cases(benchLast[r.IntN(len(benchLast))]) + " team"}}
 		e.publish(store.BucketChannels, store.ChannelKey(ch.Type, ch.ID), ch)
+		for _, m := range members[c] {
+			e.publish(store.BucketMembers, store.MemberKey(ch.Type, ch.ID, m.UserID), m)
+		}
 	}
 	e.flush()
 }

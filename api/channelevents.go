@@ -20,12 +20,15 @@ import (
 // Gateways deliver them through the same relay as presence events
 // (event.StreamChannel): Meta.CIDs routes them to the connections watching
 // the channel, and Meta.User is a dedup key naming what the event is about,
-// with the channel's KV revision at the change as its version:
+// with a KV revision at the change as its version:
 //
-//   - member events: "<cid>/<user>" — each member's events are ordered on
-//     their own, so concurrent changes of different members (on different
-//     api nodes) never make a gateway drop one as stale;
-//   - channel.updated, channel.deleted: "<cid>" — the newest channel object
+//   - member events: "<cid>/<user>", versioned by the member key's revision
+//     (a removal by the revision it replaced + 1, a lower bound of its
+//     delete marker's) — each member's events are ordered on their own, so
+//     concurrent changes of different members (on different api nodes)
+//     never make a gateway drop one as stale;
+//   - channel.updated, channel.deleted: "<cid>", versioned by the channel's
+//     revision — the newest channel object
 //     wins; channel.deleted carries the delete's revision's lower bound
 //     (the revision it replaced + 1), so it beats every update before it and
 //     loses to any write of a channel created again under the same cid.
@@ -48,53 +51,35 @@ import (
 // memberKey is the dedup key of a member event (see above).
 func memberKey(cid, user string) string { return cid + "/" + user }
 
-// channelChange is what one write did to a channel.
+// channelChange is what one call did to a channel.
 type channelChange struct {
-	ch      model.Channel // after the write
-	rev     uint64        // the channel's revision after the write
-	added   []model.Member
-	removed []model.Member // as they were
-	changed []model.Member // members still there whose role or custom fields changed
+	ch      model.Channel // after the call
+	rev     uint64        // the channel's revision, if the call wrote it
+	added   []memberChange
+	removed []memberChange // as they were
+	changed []memberChange // members still there whose role or custom fields changed
 	updated bool           // data changed (or was set): channel.updated
-}
-
-// memberDiff returns the members in after but not before, those in before
-// but not after, and those in both that changed (role or custom fields).
-func memberDiff(before, after []model.Member) (added, removed, changed []model.Member) {
-	find := func(ms []model.Member, id string) int {
-		return slices.IndexFunc(ms, func(m model.Member) bool { return m.UserID == id })
-	}
-	for _, m := range after {
-		switch i := find(before, m.UserID); {
-		case i < 0:
-			added = append(added, m)
-		case !before[i].Same(m):
-			changed = append(changed, m)
-		}
-	}
-	for _, m := range before {
-		if find(after, m.UserID) < 0 {
-			removed = append(removed, m)
-		}
-	}
-	return added, removed, changed
 }
 
 // eventViews renders, as other users see them, the users an event names and
 // the channel object (as in the channel state, without the caller's own
-// capabilities, so the SDK keeps the watcher's).
+// capabilities, so the SDK keeps the watcher's), with its member count.
 type eventViews struct {
 	users   map[string]map[string]any
 	channel map[string]any
+	count   int
 }
 
-func (s *Server) eventViews(ctx context.Context, ch model.Channel, users []string) (eventViews, error) {
-	v := eventViews{users: map[string]map[string]any{}}
+// eventViews reads the views of a change's event; count, if not negative,
+// is the channel's member count (a deleted channel's, which the index no
+// longer has).
+func (s *Server) eventViews(ctx context.Context, ch model.Channel, users []string, count int) (eventViews, error) {
+	v := eventViews{users: map[string]map[string]any{}, count: count}
 	ct, err := s.channelType(ctx, ch.Type)
 	if err != nil {
 		ct = model.ChannelType{Name: ch.Type}
 	}
-	if err := s.idx.sync(ctx, store.BucketUsers, store.BucketPresence); err != nil {
+	if err := s.idx.sync(ctx, store.BucketUsers, store.BucketPresence, store.BucketMembers); err != nil {
 		return v, err
 	}
 	if ch.CreatedByID != "" {
@@ -102,15 +87,12 @@ func (s *Server) eventViews(ctx context.Context, ch model.Channel, users []strin
 	}
 	err = s.idx.view(func(tx *bolt.Tx) error {
 		for _, id := range users {
-			if _, ok := v.users[id]; ok {
-				continue
+			if _, ok := v.users[id]; !ok {
+				v.users[id] = viewOf(tx, id, model.Other)
 			}
-			u, ok := readUser(tx, id)
-			if !ok {
-				v.users[id] = map[string]any{"id": id, "online": false, "banned": false}
-				continue
-			}
-			v.users[id] = userView(u, readPresence(tx, id), model.Other)
+		}
+		if v.count < 0 {
+			v.count = newMemberReader(tx).count(ch.CID())
 		}
 		return nil
 	})
@@ -121,7 +103,7 @@ func (s *Server) eventViews(ctx context.Context, ch model.Channel, users []strin
 	if ch.CreatedByID != "" {
 		creator = v.users[ch.CreatedByID]
 	}
-	v.channel = channelJSON(ch, ct, creator)
+	v.channel = channelJSON(ch, ct, creator, v.count)
 	delete(v.channel, "own_capabilities")
 	return v, nil
 }
@@ -141,31 +123,31 @@ func (s *Server) publishChannelChange(ctx context.Context, cl caller, chg channe
 		return
 	}
 	ch, cid := chg.ch, chg.ch.CID()
-	ids := slices.Concat(memberIDs(chg.added), memberIDs(chg.removed), memberIDs(chg.changed))
+	ids := slices.Concat(changedIDs(chg.added), changedIDs(chg.removed), changedIDs(chg.changed))
 	if !cl.server {
 		ids = append(ids, cl.user)
 	}
-	v, err := s.eventViews(ctx, ch, ids)
+	v, err := s.eventViews(ctx, ch, ids, -1)
 	if err != nil {
 		s.log.Error("channel events not sent", "cid", cid, "err", err)
 		return
 	}
 	now := s.now()
-	publish := func(key string, ev map[string]any) {
+	publish := func(key string, version uint64, ev map[string]any) {
 		b, err := json.Marshal(ev)
 		if err == nil {
-			err = event.PublishChannel(s.nc, event.Meta{User: key, Stream: event.StreamChannel, Version: chg.rev, CIDs: []string{cid}}, b)
+			err = event.PublishChannel(s.nc, event.Meta{User: key, Stream: event.StreamChannel, Version: version, CIDs: []string{cid}}, b)
 		}
 		if err != nil {
 			s.log.Error("channel event not sent", "cid", cid, "type", ev["type"], "err", err)
 		}
 	}
-	memberEvent := func(typ string, m model.Member) {
+	memberEvent := func(typ string, c memberChange) {
 		ev := channelEvent(typ, ch, now)
-		ev["member"] = memberJSON(m, v.users[m.UserID], ch)
-		ev["user"] = v.users[m.UserID]
-		ev["channel_member_count"] = len(ch.Members)
-		publish(memberKey(cid, m.UserID), ev)
+		ev["member"] = memberJSON(c.m, v.users[c.m.UserID], ch)
+		ev["user"] = v.users[c.m.UserID]
+		ev["channel_member_count"] = v.count
+		publish(memberKey(cid, c.m.UserID), c.rev, ev)
 	}
 	for _, m := range chg.removed {
 		memberEvent(event.MemberRemoved, m)
@@ -182,12 +164,12 @@ func (s *Server) publishChannelChange(ctx context.Context, cl caller, chg channe
 		if !cl.server {
 			ev["user"] = v.users[cl.user]
 		}
-		publish(cid, ev)
+		publish(cid, chg.rev, ev)
 	}
 }
 
 // publishChannelDeleted sends channel.deleted for ch, deleted at deletedAt by
-// removing revision rev.
+// removing revision rev, with the count of members it had.
 //
 // Watches of the deleted channel are left to end by themselves: the api does
 // not know which connections hold them (the gateways do), nothing is
@@ -198,13 +180,13 @@ func (s *Server) publishChannelChange(ctx context.Context, cl caller, chg channe
 // removal could overtake the event in the gateway, and the deleting client
 // needs channel.deleted too (the SDK cleans up on the event, not on the
 // answer).
-func (s *Server) publishChannelDeleted(ctx context.Context, cl caller, ch model.Channel, rev uint64, deletedAt time.Time) {
+func (s *Server) publishChannelDeleted(ctx context.Context, cl caller, ch model.Channel, rev uint64, deletedAt time.Time, count int) {
 	cid := ch.CID()
 	var ids []string
 	if !cl.server {
 		ids = append(ids, cl.user)
 	}
-	v, err := s.eventViews(ctx, ch, ids)
+	v, err := s.eventViews(ctx, ch, ids, count)
 	if err == nil {
 		v.channel["deleted_at"] = deletedAt
 		ev := channelEvent(event.ChannelDeleted, ch, deletedAt)

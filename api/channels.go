@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -26,14 +25,16 @@ import (
 
 // Limits on channels.
 const (
-	MaxMembersPerCall     = 100  // members added in one call, as in Stream
-	MaxChannelMembers     = 2000 // members are stored inside the channel's KV value
+	MaxMembersPerCall = 100 // members added in one call, as in Stream
+	// MaxChannelMembers bounds a channel's members. Each is a key of its
+	// own, so no message size bounds them; what does is the work done per
+	// member: deleting a channel deletes each member and its membership,
+	// a resync re-emits each member's presence, and a queryMembers that no
+	// index answers (a sort by name) reads every member.
+	MaxChannelMembers     = 10_000
 	MaxChannelCustomBytes = 5 * 1024
-	// MaxMemberCustomBytes bounds one member's custom fields, and
-	// MaxChannelBytes a stored channel with all its members (under NATS's
-	// 1 MB message).
+	// MaxMemberCustomBytes bounds one member's custom fields.
 	MaxMemberCustomBytes = 1024
-	MaxChannelBytes      = 900 * 1024
 	DefaultMemberLimit   = 100
 	MaxMemberLimit       = 300
 	// DistinctPrefix starts the id of a channel picked from its member set.
@@ -189,14 +190,6 @@ func memberCustom(x map[string]any) (map[string]any, error) {
 	return custom, nil
 }
 
-// checkChannelSize refuses a channel that would not fit in its KV value.
-func checkChannelSize(ch model.Channel) error {
-	if b, _ := json.Marshal(ch); len(b) > MaxChannelBytes {
-		return apierror.Input("channel %s would take %d bytes with its members, more than %d: fewer members or smaller member custom data", ch.CID(), len(b), MaxChannelBytes)
-	}
-	return nil
-}
-
 // customFields keeps the fields of data that are not the channel's own.
 func customFields(data map[string]any) (map[string]any, error) {
 	custom := map[string]any{}
@@ -226,16 +219,16 @@ func checkChannelPath(typ, id string) error {
 }
 
 // canRead says whether the caller may see (and watch) ch: server-side
-// callers always, users if they are a member or its creator, or if its type
-// has open reads.
-func canRead(cl caller, ch model.Channel, openReads bool) bool {
-	return openReads || canUpdate(cl, ch)
+// callers always, users if they are a member (member) or its creator, or if
+// its type has open reads.
+func canRead(cl caller, ch model.Channel, member, openReads bool) bool {
+	return openReads || canUpdate(cl, ch, member)
 }
 
 // canUpdate says whether the caller may change ch's members and data.
 // Client-side that is its members and its creator.
-func canUpdate(cl caller, ch model.Channel) bool {
-	return cl.server || ch.HasMember(cl.user) || ch.CreatedByID == cl.user
+func canUpdate(cl caller, ch model.Channel, member bool) bool {
+	return cl.server || member || ch.CreatedByID == cl.user
 }
 
 // channelQuery is the body of POST /channels/{type}/{id}/query.
@@ -353,7 +346,11 @@ func (s *Server) getOrCreate(c echo.Context, typ, id string, q channelQuery) err
 	case err != nil:
 		return err
 	}
-	if !canRead(cl, ch, ct.OpenReads) {
+	member, err := s.isMember(ctx, cl, typ, id)
+	if err != nil {
+		return err
+	}
+	if !canRead(cl, ch, member, ct.OpenReads) {
 		return apierror.NotAllowed("user %s may not read channel %s: not a member", cl.user, ch.CID())
 	}
 	if q.Watch || q.Presence {
@@ -370,6 +367,14 @@ func (s *Server) getOrCreate(c echo.Context, typ, id string, q channelQuery) err
 
 // createChannel creates a channel, unless another request just did (then it
 // returns that one), and records its members' memberships.
+//
+// The members are written first, then the channel: a channel is seen only
+// with its members, and two users creating their distinct channel at once
+// both find themselves members of the one that won. So creations racing
+// with different member lists leave the winner's data with both lists'
+// members; and members left behind by a delete that died half way (the
+// channel goes first) are members again of a channel created under the
+// same id.
 func (s *Server) createChannel(ctx context.Context, cl caller, typ, id string, data channelData) (model.Channel, error) {
 	creator := data.createdBy
 	if !cl.server {
@@ -389,33 +394,35 @@ func (s *Server) createChannel(ctx context.Context, cl caller, typ, id string, d
 		return model.Channel{}, err
 	}
 	now := s.now()
-	ch, _, wrote, err := store.Update(ctx, s.st.Channels, store.ChannelKey(typ, id), func(ch *model.Channel, exists bool) error {
+	err := parallel(ctx, data.members, func(ctx context.Context, m memberInput) error {
+		_, _, _, err := store.Update(ctx, s.st.Members, store.MemberKey(typ, id, m.UserID), func(v *model.Member, exists bool) error {
+			if exists {
+				return store.ErrUnchanged
+			}
+			*v = m.member(now)
+			return nil
+		})
+		return err
+	})
+	if err != nil {
+		return model.Channel{}, err
+	}
+	ch, _, _, err := store.Update(ctx, s.st.Channels, store.ChannelKey(typ, id), func(ch *model.Channel, exists bool) error {
 		if exists {
 			return store.ErrUnchanged
 		}
 		*ch = model.Channel{Type: typ, ID: id, CreatedByID: creator, CreatedAt: now, UpdatedAt: now, Custom: data.custom}
-		for _, m := range data.members {
-			ch.Members = append(ch.Members, m.member(now))
-		}
-		return checkChannelSize(*ch)
+		return nil
 	})
 	if err != nil {
 		return ch, err
 	}
-	if wrote {
-		if err := s.addMemberships(ctx, ch.CID(), memberIDs(ch.Members)); err != nil {
-			return ch, err
-		}
+	// Whether this call created the channel or lost the race, the members
+	// it wrote are members now, and routed.
+	if err := s.addMemberships(ctx, ch.CID(), memberIDsOf(data.members)); err != nil {
+		return ch, err
 	}
 	return ch, nil
-}
-
-func memberIDs(ms []model.Member) []string {
-	out := make([]string, len(ms))
-	for i, m := range ms {
-		out[i] = m.UserID
-	}
-	return out
 }
 
 // usersExist fails with the ids that are not users.
@@ -437,41 +444,6 @@ func (s *Server) usersExist(ctx context.Context, ids []string) error {
 	}
 	if len(missing) > 0 {
 		return apierror.Input("the following users don't exist: %s", strings.Join(missing, ", "))
-	}
-	return nil
-}
-
-// addMemberships records cid in each user's memberships, which the worker
-// reads (through pkg/route) to send a user's transitions to their channels.
-func (s *Server) addMemberships(ctx context.Context, cid string, users []string) error {
-	for _, u := range users {
-		_, _, _, err := store.Update(ctx, s.st.Memberships, store.Key(u), func(ms *model.Memberships, _ bool) error {
-			if slices.Contains(ms.CIDs, cid) {
-				return store.ErrUnchanged
-			}
-			ms.CIDs = append(ms.CIDs, cid)
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("memberships of %s: %w", u, err)
-		}
-	}
-	return nil
-}
-
-func (s *Server) removeMemberships(ctx context.Context, cid string, users []string) error {
-	for _, u := range users {
-		_, _, _, err := store.Update(ctx, s.st.Memberships, store.Key(u), func(ms *model.Memberships, exists bool) error {
-			i := slices.Index(ms.CIDs, cid)
-			if !exists || i < 0 {
-				return store.ErrUnchanged
-			}
-			ms.CIDs = slices.Delete(ms.CIDs, i, i+1)
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("memberships of %s: %w", u, err)
-		}
 	}
 	return nil
 }
@@ -554,7 +526,10 @@ func (u channelUpdate) parse(cl caller) (add []memberInput, roles []roleChange, 
 }
 
 // updateChannel is POST /channels/{type}/{id}: add, update or remove
-// members, change their roles, or replace the custom data.
+// members, change their roles, or replace the custom data. Each member is
+// written on its own key; what can be checked beforehand (access, the
+// member limit, role changes only for members) is, so a refused call
+// changes nothing.
 func (s *Server) updateChannel(c echo.Context) error {
 	cl := callerOf(c)
 	ctx := c.Request().Context()
@@ -571,73 +546,69 @@ func (s *Server) updateChannel(c echo.Context) error {
 		return err
 	}
 	if len(add) > 0 {
-		ids := make([]string, len(add))
-		for i, m := range add {
-			ids[i] = m.UserID
-		}
-		if err := s.usersExist(ctx, ids); err != nil {
+		if err := s.usersExist(ctx, memberIDsOf(add)); err != nil {
 			return err
 		}
 	}
-	now := s.now()
-	var added, removed, changed []model.Member
-	ch, rev, _, err := store.Update(ctx, s.st.Channels, store.ChannelKey(typ, id), func(ch *model.Channel, exists bool) error {
-		if !exists {
-			return apierror.NotFound("channel %s:%s does not exist", typ, id)
-		}
-		if !canUpdate(cl, *ch) {
-			return apierror.NotAllowed("user %s may not update channel %s", cl.user, ch.CID())
-		}
-		before := slices.Clone(ch.Members)
-		for _, m := range add {
-			// Adding a member again updates what is given of it.
-			if i := ch.MemberIndex(m.UserID); i >= 0 {
-				ch.Members[i] = m.update(ch.Members[i], now)
-			} else {
-				ch.Members = append(ch.Members, m.member(now))
-			}
-		}
-		if len(ch.Members) > MaxChannelMembers {
-			return apierror.Input("a channel has at most %d members", MaxChannelMembers)
-		}
-		for _, r := range roles {
-			i := ch.MemberIndex(r.UserID)
-			if i < 0 {
-				return apierror.Input("user %s is not a member of channel %s", r.UserID, ch.CID())
-			}
-			ch.Members[i] = memberInput{UserID: r.UserID, ChannelRole: r.ChannelRole}.update(ch.Members[i], now)
-		}
-		for _, u := range body.RemoveMembers {
-			if i := ch.MemberIndex(u); i >= 0 {
-				ch.Members = slices.Delete(ch.Members, i, i+1)
-			}
-		}
-		// The net change: a user both added and removed in one call was
-		// either never a member (nothing happened) or is removed.
-		added, removed, changed = memberDiff(before, ch.Members)
-		if body.Data != nil {
-			ch.Custom = custom
-		}
-		ch.UpdatedAt = now
-		return checkChannelSize(*ch)
-	})
+	ch, err := s.channelToUpdate(ctx, cl, typ, id)
 	if err != nil {
 		return err
 	}
+	if err := s.checkMemberChange(ctx, ch.CID(), add, roles, body.RemoveMembers); err != nil {
+		return err
+	}
+	chg := channelChange{ch: ch, updated: body.Data != nil}
+	now := s.now()
+	if chg.added, chg.removed, chg.changed, err = s.changeMembers(ctx, typ, id, add, roles, body.RemoveMembers, now); err != nil {
+		return err
+	}
+	if body.Data != nil {
+		chg.ch, chg.rev, _, err = store.Update(ctx, s.st.Channels, store.ChannelKey(typ, id), func(ch *model.Channel, exists bool) error {
+			if !exists {
+				return apierror.NotFound("channel %s:%s does not exist", typ, id)
+			}
+			ch.Custom = custom
+			ch.UpdatedAt = now
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
 	// Memberships first, so presence routing has followed the change by the
 	// time a watcher hears of it or the caller has its answer.
-	if err := s.addMemberships(ctx, ch.CID(), memberIDs(added)); err != nil {
+	if err := s.addMemberships(ctx, ch.CID(), changedIDs(chg.added)); err != nil {
 		return err
 	}
-	if err := s.removeMemberships(ctx, ch.CID(), memberIDs(removed)); err != nil {
+	if err := s.removeMemberships(ctx, ch.CID(), changedIDs(chg.removed)); err != nil {
 		return err
 	}
-	s.publishChannelChange(ctx, cl, channelChange{ch: ch, rev: rev, added: added, removed: removed, changed: changed, updated: body.Data != nil})
-	states, err := s.channelStates(ctx, cl, []model.Channel{ch}, DefaultMemberLimit, 0)
+	s.publishChannelChange(ctx, cl, chg)
+	states, err := s.channelStates(ctx, cl, []model.Channel{chg.ch}, DefaultMemberLimit, 0)
 	if err != nil {
 		return err
 	}
 	return reply(c, map[string]any{"channel": states[0]["channel"], "members": states[0]["members"]})
+}
+
+// channelToUpdate reads channel typ:id for a change by cl: 404 if it does
+// not exist, 403 unless cl may update it.
+func (s *Server) channelToUpdate(ctx context.Context, cl caller, typ, id string) (model.Channel, error) {
+	ch, _, err := store.Get[model.Channel](ctx, s.st.Channels, store.ChannelKey(typ, id))
+	if errors.Is(err, store.ErrNotFound) {
+		return ch, apierror.NotFound("channel %s:%s does not exist", typ, id)
+	}
+	if err != nil {
+		return ch, err
+	}
+	member, err := s.isMember(ctx, cl, typ, id)
+	if err != nil {
+		return ch, err
+	}
+	if !canUpdate(cl, ch, member) {
+		return ch, apierror.NotAllowed("user %s may not update channel %s", cl.user, ch.CID())
+	}
+	return ch, nil
 }
 
 // partialUpdateChannel is PATCH /channels/{type}/{id}: set and unset custom
@@ -657,13 +628,13 @@ func (s *Server) partialUpdateChannel(c echo.Context) error {
 	if err := body.check(); err != nil {
 		return err
 	}
+	if _, err := s.channelToUpdate(ctx, cl, typ, id); err != nil {
+		return err
+	}
 	now := s.now()
 	ch, rev, _, err := store.Update(ctx, s.st.Channels, store.ChannelKey(typ, id), func(ch *model.Channel, exists bool) error {
 		if !exists {
 			return apierror.NotFound("channel %s:%s does not exist", typ, id)
-		}
-		if !canUpdate(cl, *ch) {
-			return apierror.NotAllowed("user %s may not update channel %s", cl.user, ch.CID())
 		}
 		custom, err := body.apply(ch.Custom, model.ChannelReserved)
 		if err != nil {
@@ -686,7 +657,8 @@ func (s *Server) partialUpdateChannel(c echo.Context) error {
 	return reply(c, map[string]any{"channel": states[0]["channel"], "members": states[0]["members"]})
 }
 
-// deleteChannel is DELETE /channels/{type}/{id}.
+// deleteChannel is DELETE /channels/{type}/{id}. The channel goes first, so
+// it is gone for everyone at once; then its members and their memberships.
 func (s *Server) deleteChannel(c echo.Context) error {
 	cl := callerOf(c)
 	ctx := c.Request().Context()
@@ -713,13 +685,14 @@ func (s *Server) deleteChannel(c echo.Context) error {
 		if err != nil {
 			return err
 		}
-		if err := s.removeMemberships(ctx, ch.CID(), memberIDs(ch.Members)); err != nil {
+		count, err := s.dropMembers(ctx, typ, id)
+		if err != nil {
 			return err
 		}
 		now := s.now()
-		s.publishChannelDeleted(ctx, cl, ch, rev, now)
+		s.publishChannelDeleted(ctx, cl, ch, rev, now, count)
 		ct, _ := s.channelType(ctx, typ)
-		out := channelJSON(ch, ct, nil)
+		out := channelJSON(ch, ct, nil, count)
 		out["deleted_at"] = now
 		return reply(c, map[string]any{"channel": out})
 	}
@@ -770,25 +743,14 @@ func (s *Server) queryChannels(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.idx.sync(ctx, store.BucketChannels); err != nil {
+	if err := s.idx.sync(ctx, store.BucketChannels, store.BucketMembers); err != nil {
 		return err
 	}
 	var hits []hit
 	chans := map[string]model.Channel{}
 	err = s.idx.view(func(tx *bolt.Tx) error {
 		open := s.router.OpenReadTypes()
-		hits = p.find(tx, channelsTable, readScope(cl, open), func(_ string, raw []byte) (filter.Map, bool) {
-			var ch model.Channel
-			if json.Unmarshal(raw, &ch) != nil || !canRead(cl, ch, slices.Contains(open, ch.Type)) {
-				return nil, false
-			}
-			doc := channelDoc(ch)
-			if !p.filter.Match(doc) {
-				return nil, false
-			}
-			chans[ch.CID()] = ch
-			return doc, true
-		})
+		hits = p.find(tx, channelsTable, readScope(cl, open), channelLoader(tx, p, cl, open, chans))
 		return nil
 	})
 	if err != nil {
@@ -811,6 +773,41 @@ func (s *Server) queryChannels(c echo.Context) error {
 	return reply(c, map[string]any{"channels": states})
 }
 
+// channelLoader is queryChannels' loader: a channel cl may read (open are
+// the open-read types) that matches p's filter, with its member count and
+// the members the filter asks about (all of them only when it needs them:
+// a filter on members names them, a sort on members reads them all). chans,
+// if not nil, collects the channels loaded.
+func channelLoader(tx *bolt.Tx, p parsed, cl caller, open []string, chans map[string]model.Channel) loader {
+	mr := newMemberReader(tx)
+	names, only := p.filter.Members("members")
+	only = only && !slices.ContainsFunc(p.sort, func(f filter.SortField) bool { return f.Field == "members" })
+	return func(cid string, raw []byte) (filter.Map, bool) {
+		var ch model.Channel
+		if json.Unmarshal(raw, &ch) != nil || !canRead(cl, ch, !cl.server && mr.has(cid, cl.user), slices.Contains(open, ch.Type)) {
+			return nil, false
+		}
+		members := []string{}
+		if only {
+			for _, u := range names {
+				if mr.has(cid, u) && !slices.Contains(members, u) {
+					members = append(members, u)
+				}
+			}
+		} else {
+			mr.users(cid, func(u string) bool { members = append(members, u); return true })
+		}
+		doc := channelDoc(ch, mr.count(cid), members)
+		if !p.filter.Match(doc) {
+			return nil, false
+		}
+		if chans != nil {
+			chans[cid] = ch
+		}
+		return doc, true
+	}
+}
+
 // cidKey turns "type:id" into the channel's key ("" if it is not a cid).
 func cidKey(cid string) string {
 	typ, id, ok := strings.Cut(cid, ":")
@@ -820,8 +817,9 @@ func cidKey(cid string) string {
 	return store.ChannelKey(typ, id)
 }
 
-// channelDoc is what channel filters and sorts see.
-func channelDoc(ch model.Channel) filter.Map {
+// channelDoc is what channel filters and sorts see: the channel, its
+// member_count and members (the ids a filter needs; channelLoader).
+func channelDoc(ch model.Channel, memberCount int, members []string) filter.Map {
 	m := filter.Map{}
 	maps.Copy(m, ch.Custom)
 	m["id"] = ch.ID
@@ -832,8 +830,11 @@ func channelDoc(ch model.Channel) filter.Map {
 	// Stream's last_updated is last_message_at, falling back to created_at;
 	// Presence channels carry no messages, so it is created_at.
 	m["last_updated"] = ch.CreatedAt
-	m["member_count"] = len(ch.Members)
-	m["members"] = memberIDs(ch.Members)
+	m["member_count"] = memberCount
+	if members == nil {
+		members = []string{}
+	}
+	m["members"] = members
 	m["frozen"] = false
 	m["disabled"] = false
 	if ch.CreatedByID != "" {
@@ -843,7 +844,7 @@ func channelDoc(ch model.Channel) filter.Map {
 }
 
 // channelJSON is the "channel" object of a channel state.
-func channelJSON(ch model.Channel, ct model.ChannelType, createdBy map[string]any) map[string]any {
+func channelJSON(ch model.Channel, ct model.ChannelType, createdBy map[string]any, memberCount int) map[string]any {
 	m := map[string]any{}
 	maps.Copy(m, ch.Custom)
 	m["id"] = ch.ID
@@ -851,7 +852,7 @@ func channelJSON(ch model.Channel, ct model.ChannelType, createdBy map[string]an
 	m["cid"] = ch.CID()
 	m["created_at"] = ch.CreatedAt
 	m["updated_at"] = ch.UpdatedAt
-	m["member_count"] = len(ch.Members)
+	m["member_count"] = memberCount
 	m["config"] = ct
 	m["own_capabilities"] = []string{}
 	m["frozen"] = false
@@ -907,10 +908,11 @@ func (s *Server) channelStates(ctx context.Context, cl caller, chans []model.Cha
 			types[ch.Type] = ct
 		}
 	}
-	if err := s.idx.sync(ctx, store.BucketUsers, store.BucketPresence); err != nil {
+	if err := s.idx.sync(ctx, store.BucketUsers, store.BucketPresence, store.BucketMembers); err != nil {
 		return nil, err
 	}
 	err := s.idx.view(func(tx *bolt.Tx) error {
+		mr := newMemberReader(tx)
 		// One view per user per answer: a user in many of the returned
 		// channels is decoded once (the views are only read from here on).
 		views := map[string]map[string]any{}
@@ -918,33 +920,27 @@ func (s *Server) channelStates(ctx context.Context, cl caller, chans []model.Cha
 			if v, ok := views[id]; ok {
 				return v
 			}
-			v := map[string]any{"id": id, "online": false, "banned": false}
-			if u, ok := readUser(tx, id); ok {
-				v = userView(u, readPresence(tx, id), cl.viewerOf(id))
-			}
+			v := viewOf(tx, id, cl.viewerOf(id))
 			views[id] = v
 			return v
 		}
 		for _, ch := range chans {
+			cid := ch.CID()
 			var creator map[string]any
 			if ch.CreatedByID != "" {
 				creator = userOf(ch.CreatedByID)
 			}
-			page := ch.Members
-			if memberOffset >= len(page) {
-				page = nil
-			} else {
-				page = page[memberOffset:]
-			}
-			if len(page) > memberLimit {
-				page = page[:memberLimit]
-			}
+			// The page only: a channel of 10,000 members is watched
+			// without sending 10,000 members; queryMembers has the rest.
+			page := mr.page(cid, memberOffset, memberLimit)
 			members := make([]any, 0, len(page))
-			for _, m := range page {
-				members = append(members, memberJSON(m, userOf(m.UserID), ch))
+			for _, u := range page {
+				if m, ok := mr.get(cid, u); ok {
+					members = append(members, memberJSON(m, userOf(u), ch))
+				}
 			}
 			st := map[string]any{
-				"channel":         channelJSON(ch, types[ch.Type], creator),
+				"channel":         channelJSON(ch, types[ch.Type], creator, mr.count(cid)),
 				"members":         members,
 				"messages":        []any{},
 				"pinned_messages": []any{},
@@ -953,8 +949,8 @@ func (s *Server) channelStates(ctx context.Context, cl caller, chans []model.Cha
 				"watcher_count":   0,
 			}
 			if !cl.server {
-				if i := slices.IndexFunc(ch.Members, func(m model.Member) bool { return m.UserID == cl.user }); i >= 0 {
-					st["membership"] = memberJSON(ch.Members[i], userOf(cl.user), ch)
+				if m, ok := mr.get(cid, cl.user); ok {
+					st["membership"] = memberJSON(m, userOf(cl.user), ch)
 				}
 			}
 			out = append(out, st)

@@ -429,6 +429,15 @@ func checkMemberEvent(t *testing.T, ev map[string]any, user string, online bool)
 	}
 }
 
+func (e *env) memberRevision(typ, id, user string) uint64 {
+	e.t.Helper()
+	entry, err := e.st.Members.Get(context.Background(), store.MemberKey(typ, id, user))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return entry.Revision()
+}
+
 func (e *env) channelRevision(typ, id string) uint64 {
 	e.t.Helper()
 	entry, err := e.st.Channels.Get(context.Background(), store.ChannelKey(typ, id))
@@ -466,15 +475,19 @@ func TestMembershipChangesSendStreamsEvents(t *testing.T) {
 	if !routed("jack") || !routed("jill") {
 		t.Error("the new members' presence is not routed to the channel once addMembers has answered")
 	}
-	rev := e.channelRevision("messaging", "talk")
+	var jackRev uint64
 	for _, want := range []struct {
 		user   string
 		online bool
 	}{{"jack", true}, {"jill", false}, {"joe", false}} {
 		ev, meta := nextChannelEvent(t, sub, event.MemberAdded, cid, cid+"/"+want.user)
 		checkMemberEvent(t, ev, want.user, want.online)
+		rev := e.memberRevision("messaging", "talk", want.user)
 		if meta.Version != rev {
-			t.Errorf("member.added of %s has version %d, want the channel's revision %d", want.user, meta.Version, rev)
+			t.Errorf("member.added of %s has version %d, want its member key's revision %d", want.user, meta.Version, rev)
+		}
+		if want.user == "jack" {
+			jackRev = rev
 		}
 		if ev["channel_member_count"] != 4.0 {
 			t.Errorf("channel_member_count = %v, want 4", ev["channel_member_count"])
@@ -491,9 +504,17 @@ func TestMembershipChangesSendStreamsEvents(t *testing.T) {
 	}
 	ev, meta := nextChannelEvent(t, sub, event.MemberRemoved, cid, cid+"/jack")
 	checkMemberEvent(t, ev, "jack", true)
-	if removedRev := e.channelRevision("messaging", "talk"); meta.Version != removedRev || removedRev <= rev {
-		t.Errorf("member.removed version %d, want the new revision %d (> %d)", meta.Version, removedRev, rev)
+	if meta.Version <= jackRev {
+		t.Errorf("member.removed version %d, want past the added member's %d", meta.Version, jackRev)
 	}
+	removedRev := meta.Version
+	// Added again, the member's events are newer than its removal's.
+	e.ok(req{method: "POST", path: "/channels/messaging/talk", tok: john, body: map[string]any{"add_members": []any{"jack"}}})
+	if _, again := nextChannelEvent(t, sub, event.MemberAdded, cid, cid+"/jack"); again.Version <= removedRev {
+		t.Errorf("member.added after a removal has version %d, not newer than the removal's %d", again.Version, removedRev)
+	}
+	e.ok(req{method: "POST", path: "/channels/messaging/talk", tok: john, body: map[string]any{"remove_members": []any{"jack"}}})
+	nextChannelEvent(t, sub, event.MemberRemoved, cid, cid+"/jack")
 
 	// One call adding and removing: the net change only. jill was a member
 	// and is removed; jack was not and stays out.

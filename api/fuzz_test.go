@@ -697,7 +697,7 @@ func FuzzQueryIndex(f *testing.F) {
 			_ = m.view(func(tx *bolt.Tx) error {
 				load, scope := userLoader(tx, p, cl), []eqTerm(nil)
 				if channels {
-					load, scope = channelLoader(p, cl), readScope(cl, openTypes)
+					load, scope = channelLoader(tx, p, cl, openTypes, nil), readScope(cl, openTypes)
 				}
 				got := hitKeys(p.find(tx, tbl, scope, load))
 				if want := scanAll(tx, tbl, p, load); !slices.Equal(got, want) {

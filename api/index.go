@@ -19,8 +19,8 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// index is this node's local copy of the users, presence_state and channels
-// buckets in bbolt, with secondary indexes (index_tables.go), fed by KV
+// index is this node's local copy of the users, presence_state, channels
+// and members buckets in bbolt, with secondary indexes (index_tables.go), fed by KV
 // watches, so queries filter, sort and paginate without a round trip per
 // record (index_plan.go).
 //
@@ -330,7 +330,7 @@ func (ix *index) reset(infos map[string]*jetstream.StreamInfo) error {
 		for _, name := range ix.names {
 			create = append(create, []byte(name))
 		}
-		for _, t := range []*table{usersTable, channelsTable} {
+		for _, t := range tables {
 			create = append(create, t.ixBucket(), t.refsBucket(), t.nBucket())
 		}
 		for _, name := range create {

@@ -78,7 +78,7 @@ func (ix *index) load() error {
 		}
 		staging[name] = nil // let it go
 	}
-	for _, t := range []*table{usersTable, channelsTable} {
+	for _, t := range tables {
 		if err := ix.loadTable(t); err != nil {
 			return fmt.Errorf("index %s: %w", t.name, err)
 		}

@@ -46,21 +46,23 @@ var (
 
 // conjunct is a condition every match meets, in the form the index uses:
 // the field equals one of values ($eq, $in, $contains), or, with
-// autocomplete, one of its words starts with values[0].
+// autocomplete, one of its words starts with values[0]; or, with op (a
+// range), it compares with values[0] as op says.
 type conjunct struct {
 	field        string
 	autocomplete bool
+	op           filter.Op // $gt, $gte, $lt, $lte; "" for the others
 	values       []any
 }
 
 // conjuncts lists the conditions at the top level of a filter already
-// accepted by filter.Parse (and inside its top-level $and).
-func conjuncts(raw json.RawMessage) []conjunct {
+// accepted by filter.Parse (and inside its top-level $and): those the
+// index looks values up for, and the ranges.
+func conjuncts(raw json.RawMessage) (out, ranges []conjunct) {
 	var v any
 	if len(bytes.TrimSpace(raw)) == 0 || json.Unmarshal(raw, &v) != nil {
-		return nil
+		return nil, nil
 	}
-	var out []conjunct
 	var walk func(m map[string]any)
 	walk = func(m map[string]any) {
 		for field, c := range m {
@@ -95,6 +97,8 @@ func conjuncts(raw json.RawMessage) []conjunct {
 					if s, ok := arg.(string); ok {
 						out = append(out, conjunct{field: field, autocomplete: true, values: []any{strings.ToLower(s)}})
 					}
+				case filter.OpGt, filter.OpGte, filter.OpLt, filter.OpLte:
+					ranges = append(ranges, conjunct{field: field, op: filter.Op(op), values: []any{arg}})
 				}
 			}
 		}
@@ -102,7 +106,7 @@ func conjuncts(raw json.RawMessage) []conjunct {
 	if m, ok := v.(map[string]any); ok {
 		walk(m)
 	}
-	return out
+	return out, ranges
 }
 
 // eqTerm is one equality entry to look up: field holds enc.
@@ -123,6 +127,7 @@ type source struct {
 
 // reader reads one table's index inside a transaction.
 type reader struct {
+	tx   *bolt.Tx
 	t    *table
 	ix   *bolt.Bucket
 	n    *bolt.Bucket
@@ -133,7 +138,7 @@ type reader struct {
 
 func newReader(tx *bolt.Tx, t *table) *reader {
 	return &reader{
-		t: t, ix: tx.Bucket(t.ixBucket()), n: tx.Bucket(t.nBucket()), refs: tx.Bucket(t.refsBucket()),
+		tx: tx, t: t, ix: tx.Bucket(t.ixBucket()), n: tx.Bucket(t.nBucket()), refs: tx.Bucket(t.refsBucket()),
 		data: tx.Bucket([]byte(t.data)), meta: tx.Bucket(metaBucket),
 	}
 }
@@ -154,6 +159,16 @@ func (r *reader) source(c conjunct) *source {
 			}
 		}
 		return &source{est: len(set), cost: 1, set: set, has: func(id string) bool { return set[id] }}
+	case c.field == r.t.membersField && r.t.membersField != "":
+		users := make([]string, 0, len(c.values))
+		for _, v := range c.values {
+			u, ok := v.(string)
+			if !ok {
+				return nil // null: the index cannot answer it
+			}
+			users = append(users, u)
+		}
+		return r.membersSource(users)
 	case slices.Contains(r.t.eq, c.field):
 		terms := make([]eqTerm, 0, len(c.values))
 		for _, v := range c.values {
@@ -314,6 +329,62 @@ func readScope(cl caller, openTypes []string) []eqTerm {
 	return scope
 }
 
+// scopeSource is the documents any of terms finds: equality entries, and
+// for the members field the members table.
+func (r *reader) scopeSource(terms []eqTerm) *source {
+	var users []string
+	var local []eqTerm
+	for _, t := range terms {
+		if t.field == r.t.membersField && len(t.enc) > 0 && t.enc[0] == 's' {
+			users = append(users, string(t.enc[1:]))
+		} else {
+			local = append(local, t)
+		}
+	}
+	var srcs []*source
+	if len(local) > 0 {
+		srcs = append(srcs, r.eqSource(local))
+	}
+	if len(users) > 0 {
+		srcs = append(srcs, r.membersSource(users))
+	}
+	return union(srcs...)
+}
+
+// union is the ids any of srcs yields (each only when every one of them
+// can list its ids).
+func union(srcs ...*source) *source {
+	if len(srcs) == 1 {
+		return srcs[0]
+	}
+	u := &source{}
+	for _, s := range srcs {
+		u.est += s.est
+		u.cost += s.cost
+		u.collect = max(u.collect, s.collect)
+	}
+	u.each = func(yield func(string)) {
+		for _, s := range srcs {
+			if s.set != nil {
+				for id := range s.set {
+					yield(id)
+				}
+			} else {
+				s.each(yield)
+			}
+		}
+	}
+	u.has = func(id string) bool {
+		for _, s := range srcs {
+			if s.has(id) {
+				return true
+			}
+		}
+		return false
+	}
+	return u
+}
+
 // loader decodes one document (raw is its record) and says whether the
 // caller gets it: it exists, the caller may see it and it matches the filter.
 type loader func(id string, raw []byte) (filter.Map, bool)
@@ -329,7 +400,7 @@ func (p parsed) find(tx *bolt.Tx, t *table, scope []eqTerm, load loader) []hit {
 		}
 	}
 	if scope != nil {
-		srcs = append(srcs, r.eqSource(scope))
+		srcs = append(srcs, r.scopeSource(scope))
 	}
 	// The most selective first: as the collected set, or as the first check.
 	slices.SortStableFunc(srcs, func(a, b *source) int { return a.est - b.est })
@@ -394,8 +465,9 @@ func (p parsed) find(tx *bolt.Tx, t *table, scope []eqTerm, load loader) []hit {
 		}
 		return true
 	}
+	idOrder := field == t.idField
 	walk := func(budget int) ([]hit, bool) {
-		return p.collectHits(r, field, dir, need, budget, cand, passes, accept, func(visit visitor) { r.walk(field, dir, visit) })
+		return p.collectHits(idOrder, dir, need, budget, cand, passes, accept, func(visit visitor) { r.walk(field, dir, visit) })
 	}
 	best := min(fetch, order, walkCand, walkChecks)
 	switch {
@@ -421,12 +493,12 @@ func (p parsed) find(tx *bolt.Tx, t *table, scope []eqTerm, load loader) []hit {
 			collect()
 		}
 		if order < none {
-			hits, _ := p.collectHits(r, field, dir, need, -1, nil, passes, accept, r.ordered(cand, field, dir))
+			hits, _ := p.collectHits(idOrder, dir, need, -1, nil, passes, accept, r.ordered(cand, field, dir))
 			return p.page(hits)
 		}
 	case best == order:
 		collect()
-		hits, _ := p.collectHits(r, field, dir, need, -1, nil, passes, accept, r.ordered(cand, field, dir))
+		hits, _ := p.collectHits(idOrder, dir, need, -1, nil, passes, accept, r.ordered(cand, field, dir))
 		return p.page(hits)
 	}
 	var hits []hit
@@ -461,11 +533,12 @@ func (p parsed) find(tx *bolt.Tx, t *table, scope []eqTerm, load loader) []hit {
 // encoded value and its id; it returns false to stop.
 type visitor = func(sec byte, enc []byte, id string) bool
 
-// collectHits collects matches along a sort order of field (each) until it
-// has need of them and every document tied with the last one on field
-// (which later sort fields or the id may still put first). It gives up
-// (false) once its cost passes budget (no limit if negative).
-func (p parsed) collectHits(r *reader, field string, dir, need, budget int, cand map[string]bool, passes func(string) bool, accept func(string) (hit, bool), each func(visitor)) ([]hit, bool) {
+// collectHits collects matches along a sort order of the first sort field
+// (each; idOrder if that is the unique id) until it has need of them and
+// every document tied with the last one on that field (which later sort
+// fields or the id may still put first). It gives up (false) once its cost
+// passes budget (no limit if negative).
+func (p parsed) collectHits(idOrder bool, dir, need, budget int, cand map[string]bool, passes func(string) bool, accept func(string) (hit, bool), each func(visitor)) ([]hit, bool) {
 	var hits []hit
 	var lastSec byte
 	var lastEnc []byte
@@ -474,7 +547,7 @@ func (p parsed) collectHits(r *reader, field string, dir, need, budget int, cand
 		if len(hits) >= need {
 			// Ties on field are in id order only among missing values or
 			// ascending ones, and only if field is the sole sort field.
-			ties := field != r.t.idField && (len(p.sort) > 1 || (sec == secPresent && dir < 0))
+			ties := !idOrder && (len(p.sort) > 1 || (sec == secPresent && dir < 0))
 			if !ties || sec != lastSec || !bytes.Equal(enc, lastEnc) {
 				return false
 			}

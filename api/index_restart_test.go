@@ -50,7 +50,7 @@ func (e *kvEnv) open(dir string) *index {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	ix, err := openIndex(ctx, dir, "api-t", slog.New(slog.DiscardHandler), e.st.Users, e.st.Presence, e.st.Channels)
+	ix, err := openIndex(ctx, dir, "api-t", slog.New(slog.DiscardHandler), e.st.Users, e.st.Presence, e.st.Channels, e.st.Members)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -86,8 +86,10 @@ func TestARestartedIndexResumesAndAppliesWhatChangedWhileDown(t *testing.T) {
 	for i := range 50 {
 		e.put(e.st.Users, fmt.Sprintf("u%02d", i), model.User{ID: fmt.Sprintf("u%02d", i), Role: "user", Name: fmt.Sprintf("Old Name %d", i)})
 	}
-	e.put(e.st.Channels, store.ChannelKey("messaging", "a"), model.Channel{Type: "messaging", ID: "a", Members: []model.Member{{UserID: "u01"}}})
-	e.put(e.st.Channels, store.ChannelKey("messaging", "b"), model.Channel{Type: "messaging", ID: "b", Members: []model.Member{{UserID: "u01"}}})
+	for _, id := range []string{"a", "b"} {
+		e.put(e.st.Channels, store.ChannelKey("messaging", id), model.Channel{Type: "messaging", ID: id})
+		e.put(e.st.Members, store.MemberKey("messaging", id, "u01"), model.Member{UserID: "u01"})
+	}
 
 	ix := e.open(dir)
 	if resumed, why, _ := ix.stats(); resumed || why != "new index file" {
@@ -107,7 +109,7 @@ func TestARestartedIndexResumesAndAppliesWhatChangedWhileDown(t *testing.T) {
 	// The channels bucket keeps one entry per key: after these, the entries
 	// following the file's revision are gone (replaced), which is no reason
 	// to rebuild.
-	b := model.Channel{Type: "messaging", ID: "b", Members: []model.Member{{UserID: "u01"}}, Custom: map[string]any{"v": 2.0}}
+	b := model.Channel{Type: "messaging", ID: "b", Custom: map[string]any{"v": 2.0}}
 	e.put(e.st.Channels, store.ChannelKey("messaging", "b"), b)
 	if err := e.st.Channels.Delete(t.Context(), store.ChannelKey("messaging", "a")); err != nil {
 		t.Fatal(err)
@@ -151,7 +153,7 @@ func TestARestartedIndexResumesAndAppliesWhatChangedWhileDown(t *testing.T) {
 	}
 	p := parseQuery(t, "QueryChannels", `{"members": {"$in": ["u01"]}, "v": 3}`, ``, 10, 0)
 	_ = ix.view(func(tx *bolt.Tx) error {
-		if got := hitKeys(p.find(tx, channelsTable, nil, channelLoader(p, caller{server: true}))); !slices.Equal(got, []string{"messaging:b"}) {
+		if got := hitKeys(p.find(tx, channelsTable, nil, channelLoader(tx, p, caller{server: true}, nil, nil))); !slices.Equal(got, []string{"messaging:b"}) {
 			t.Errorf("u01's channels: %v, want only messaging:b", got)
 		}
 		return nil

@@ -57,6 +57,13 @@ type table struct {
 	idOf    func(key string) string
 	// doc builds the document of id from the records in tx.
 	doc func(tx *bolt.Tx, id string) (filter.Map, bool)
+	// entriesOf, if set, replaces the entries above (the members table's
+	// are per channel; index_members.go); more adds to them.
+	entriesOf func(id string, doc filter.Map) [][]byte
+	more      func(id string, doc filter.Map) [][]byte
+	// membersField is the field holding a document's member ids, which
+	// the members table answers ("" if none).
+	membersField string
 }
 
 // Index entry kinds and sort sections.
@@ -84,6 +91,7 @@ var usersTable = &table{
 	eq:      []string{"online", "role", "teams"},
 	sorted:  []string{"created_at", "updated_at", "last_active"},
 	words:   []string{"name"},
+	more:    onlineActivity,
 	dataKey: store.Key,
 	idOf:    store.ID,
 	doc: func(tx *bolt.Tx, id string) (filter.Map, bool) {
@@ -101,13 +109,14 @@ var channelsTable = &table{
 	name:    "channels",
 	data:    store.BucketChannels,
 	idField: "cid",
-	// members is the user → channels index; created_by_id with it is what a
-	// client-side caller may read.
-	eq:      []string{"members", "type", "created_by_id"},
-	sorted:  []string{"created_at", "updated_at", "last_updated", "last_message_at"},
-	words:   []string{"name"},
-	dataKey: cidKey,
-	idOf:    store.ChannelCID,
+	// created_by_id, with the user's channels (members, from the members
+	// table), is what a client-side caller may read.
+	eq:           []string{"type", "created_by_id"},
+	membersField: "members",
+	sorted:       []string{"created_at", "updated_at", "last_updated", "last_message_at"},
+	words:        []string{"name"},
+	dataKey:      cidKey,
+	idOf:         store.ChannelCID,
 	doc: func(tx *bolt.Tx, cid string) (filter.Map, bool) {
 		k := cidKey(cid)
 		if k == "" {
@@ -118,8 +127,25 @@ var channelsTable = &table{
 		if raw == nil || json.Unmarshal(raw, &ch) != nil {
 			return nil, false
 		}
-		return channelDoc(ch), true
+		// Neither the member count nor the members are indexed here (the
+		// members table has them), so a member change never reindexes
+		// its channel.
+		return channelDoc(ch, 0, nil), true
 	},
+}
+
+// onlineActive is the users' sort index of last_active that holds online
+// users only: the online members of a channel by activity are found by
+// walking it (findMembers) rather than every user's. No filter or sort
+// names it: only the fields a table lists as sorted are walked for them.
+const onlineActive = "online:last_active"
+
+func onlineActivity(id string, doc filter.Map) [][]byte {
+	if doc["online"] != true {
+		return nil
+	}
+	sec, enc := sortEnc(doc["last_active"])
+	return [][]byte{sortKey(onlineActive, sec, enc, id)}
 }
 
 // tableOf is the table each indexed KV bucket feeds.
@@ -127,7 +153,11 @@ var tableOf = map[string]*table{
 	store.BucketUsers:    usersTable,
 	store.BucketPresence: usersTable,
 	store.BucketChannels: channelsTable,
+	store.BucketMembers:  membersTable,
 }
+
+// tables are every table of the index.
+var tables = []*table{usersTable, channelsTable, membersTable}
 
 func (t *table) ixBucket() []byte   { return []byte("ix." + t.name) }
 func (t *table) refsBucket() []byte { return []byte("ix." + t.name + ".refs") }
@@ -137,8 +167,11 @@ func (t *table) isSorted(field string) bool {
 	return field == t.idField || slices.Contains(t.sorted, field)
 }
 
-// entries are the index keys of the document id.
+// entries are the index keys of the document id, sorted and unique.
 func (t *table) entries(id string, doc filter.Map) [][]byte {
+	if t.entriesOf != nil {
+		return t.entriesOf(id, doc)
+	}
 	var out [][]byte
 	for _, f := range t.eq {
 		v, ok := doc[f]
@@ -176,6 +209,9 @@ func (t *table) entries(id string, doc filter.Map) [][]byte {
 				out = append(out, wordKey(f, w, id))
 			}
 		}
+	}
+	if t.more != nil {
+		out = append(out, t.more(id, doc)...)
 	}
 	// Sorted and unique: an array may repeat a value, a name a word.
 	slices.SortFunc(out, bytes.Compare)
@@ -466,18 +502,19 @@ func readUint(b []byte) uint64 {
 	return binary.BigEndian.Uint64(b)
 }
 
-// fingerprintSample is a user, a presence and a channel with every indexed
-// field set, run through the document functions to fingerprint the index.
-func fingerprintSample() (model.User, model.Presence, model.Channel) {
+// fingerprintSample is a user, a presence, a channel and a member with
+// every indexed field set, run through the document functions to
+// fingerprint the index.
+func fingerprintSample() (model.User, model.Presence, model.Channel, model.Member) {
 	at := time.Date(2024, 5, 6, 7, 8, 9, 10, time.UTC)
 	u := model.User{ID: "ann@x", Role: "admin", Name: "Ann Smith-Jones", Teams: []string{"red", "blue"},
 		CreatedAt: at, UpdatedAt: at.Add(time.Second), Custom: map[string]any{"age": 31.0, "city": "Oslo"}}
 	p := model.Presence{Conns: map[string]model.Conn{"gw~1~1": {Node: "gw", Epoch: 1, OpenedAt: at}},
 		LastActive: at.Add(time.Minute), Online: true, Version: 3}
 	ch := model.Channel{Type: "messaging", ID: "general", CreatedByID: "ann@x", CreatedAt: at, UpdatedAt: at.Add(time.Hour),
-		Members: []model.Member{{UserID: "ann@x", ChannelRole: roleMember, CreatedAt: at, UpdatedAt: at}},
-		Custom:  map[string]any{"name": "General Talk", "color": "green"}}
-	return u, p, ch
+		Custom: map[string]any{"name": "General Talk", "color": "green"}}
+	m := model.Member{UserID: "ann@x", ChannelRole: roleMember, CreatedAt: at, UpdatedAt: at}
+	return u, p, ch, m
 }
 
 // formatVersion changes with the layout of the index file.
@@ -486,16 +523,20 @@ const formatVersion = 1
 // indexFingerprint names the index layout and what the document functions
 // put into it, so a binary that indexes differently rebuilds the file.
 func indexFingerprint() string {
-	u, p, ch := fingerprintSample()
+	u, p, ch, m := fingerprintSample()
 	var b strings.Builder
 	b.WriteString("presence-api-index/" + strconv.Itoa(formatVersion) + "\n")
-	for _, t := range []*table{usersTable, channelsTable} {
+	for _, t := range tables {
 		b.WriteString(strings.Join([]string{t.name, t.data, t.idField, strings.Join(t.eq, ","), strings.Join(t.sorted, ","), strings.Join(t.words, ",")}, ";") + "\n")
 	}
 	for _, k := range usersTable.entries(u.ID, filter.Map(userView(u, p, model.Other))) {
 		b.WriteString(strconv.Quote(string(k)) + "\n")
 	}
-	for _, k := range channelsTable.entries(ch.CID(), channelDoc(ch)) {
+	for _, k := range channelsTable.entries(ch.CID(), channelDoc(ch, 0, nil)) {
+		b.WriteString(strconv.Quote(string(k)) + "\n")
+	}
+	key := store.MemberKey(ch.Type, ch.ID, m.UserID)
+	for _, k := range membersTable.entries(key, memberIndexDoc(ch.CID(), m)) {
 		b.WriteString(strconv.Quote(string(k)) + "\n")
 	}
 	sum := sha256.Sum256([]byte(b.String()))

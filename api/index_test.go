@@ -45,7 +45,7 @@ type memIndex struct {
 func newMemIndex(t testing.TB) *memIndex {
 	t.Helper()
 	ix := &index{log: slog.New(slog.DiscardHandler), applied: map[string]uint64{}, changed: make(chan struct{}), caughtUp: map[string]int{}}
-	ix.names = []string{store.BucketUsers, store.BucketPresence, store.BucketChannels}
+	ix.names = []string{store.BucketUsers, store.BucketPresence, store.BucketChannels, store.BucketMembers}
 	db, err := bolt.Open(filepath.Join(t.TempDir(), "ix.bolt"), 0o600, &bolt.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
@@ -94,19 +94,19 @@ func (m *memIndex) feed(bucket string, kv map[string]any) {
 func parseQuery(t *testing.T, op string, filterJSON, sortJSON string, limit, offset int) parsed {
 	t.Helper()
 	q := query{Filter: json.RawMessage(filterJSON), Sort: json.RawMessage(sortJSON), Limit: &limit, Offset: &offset}
-	def, maxLimit := DefaultUsersLimit, MaxUsersLimit
-	if op == "QueryChannels" {
-		def, maxLimit = DefaultChannelsLimit, MaxChannelsLimit
+	def, maxLimit, sort := DefaultUsersLimit, MaxUsersLimit, defaultUserSort
+	switch op {
+	case "QueryChannels":
+		def, maxLimit, sort = DefaultChannelsLimit, MaxChannelsLimit, defaultChannelSort
+	case "QueryMembers":
+		def, maxLimit, sort = DefaultMemberLimit, MaxMemberLimit, defaultMemberSort
 	}
 	p, err := q.parse(op, def, maxLimit)
 	if err != nil {
 		t.Fatalf("%s %s: %v", filterJSON, sortJSON, err)
 	}
 	if len(p.sort) == 0 {
-		p.sort = defaultUserSort
-		if op == "QueryChannels" {
-			p.sort = defaultChannelSort
-		}
+		p.sort = sort
 	}
 	return p
 }
@@ -127,18 +127,6 @@ func userLoader(tx *bolt.Tx, p parsed, cl caller) loader {
 // openTypes are the channel types with open reads in these tests, as by
 // default.
 var openTypes = []string{"livestream"}
-
-// channelLoader is queryChannels' loader.
-func channelLoader(p parsed, cl caller) loader {
-	return func(_ string, raw []byte) (filter.Map, bool) {
-		var ch model.Channel
-		if json.Unmarshal(raw, &ch) != nil || !canRead(cl, ch, slices.Contains(openTypes, ch.Type)) {
-			return nil, false
-		}
-		doc := channelDoc(ch)
-		return doc, p.filter.Match(doc)
-	}
-}
 
 // scanAll is the answer without any index: every record, matched and paged.
 func scanAll(tx *bolt.Tx, t *table, p parsed, load loader) []string {
@@ -163,8 +151,10 @@ func hitKeys(hits []hit) []string {
 
 var testWords = []string{"ann", "anna", "bob", "lee", "smith", "jones", "zoë", "Émile", "o'neil", "li", "x-ray", "42", "ann-marie"}
 
-// randomData fills m with users, presence states and channels, then changes
-// and deletes some, so the index holds entries of every kind of history.
+// randomData fills m with users, presence states, channels and their
+// members (the first channel with most users), then changes and deletes
+// some, so the index holds entries of every kind of history: members whose
+// user is gone, members of a deleted channel.
 func randomData(m *memIndex, r *rand.Rand, nUsers, nChannels int) (users, cids []string) {
 	base := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	user := func(i int) (string, map[string]any) {
@@ -224,20 +214,33 @@ func randomData(m *memIndex, r *rand.Rand, nUsers, nChannels int) (users, cids [
 	ps["ghost"] = presence() // presence of a user without a profile
 	m.feed(store.BucketUsers, us)
 	m.feed(store.BucketPresence, ps)
-	cs := map[string]any{}
+	cs, ms := map[string]any{}, map[string]any{}
+	member := func(typ, id, u string) {
+		m := model.Member{UserID: u, ChannelRole: []string{roleMember, roleMember, roleModerator}[r.IntN(3)],
+			CreatedAt: base.Add(time.Duration(r.IntN(50)) * time.Minute), UpdatedAt: base.Add(time.Duration(r.IntN(50)) * time.Hour)}
+		switch r.IntN(5) {
+		case 0:
+			m.Custom = map[string]any{"code": []string{"006", "007"}[r.IntN(2)]}
+		case 1:
+			// Custom fields named as the user's never stand for them.
+			m.Custom = map[string]any{"name": "ann", "online": true, "user.role": "admin"}
+		}
+		ms[store.MemberKey(typ, id, u)] = m
+	}
 	for i := range nChannels {
 		typ := []string{"messaging", "team", "livestream"}[r.IntN(3)]
 		id := fmt.Sprintf("c%03d", i)
-		var members []model.Member
+		var members []string
 		for _, u := range users {
-			if r.IntN(nUsers) < 6 {
-				members = append(members, model.Member{UserID: u, ChannelRole: roleMember})
+			if i == 0 && r.IntN(5) > 0 || r.IntN(nUsers) < 6 {
+				members = append(members, u)
+				member(typ, id, u)
 			}
 		}
 		ch := model.Channel{Type: typ, ID: id, CreatedAt: base.Add(time.Duration(r.IntN(100)) * time.Hour),
-			UpdatedAt: base.Add(time.Duration(r.IntN(100)) * time.Hour), Members: members, Custom: map[string]any{}}
+			UpdatedAt: base.Add(time.Duration(r.IntN(100)) * time.Hour), Custom: map[string]any{}}
 		if len(members) > 0 && r.IntN(3) > 0 {
-			ch.CreatedByID = members[0].UserID
+			ch.CreatedByID = members[0]
 		}
 		if r.IntN(2) == 0 {
 			ch.Custom["name"] = testWords[r.IntN(len(testWords))] + " " + testWords[r.IntN(len(testWords))]
@@ -249,6 +252,7 @@ func randomData(m *memIndex, r *rand.Rand, nUsers, nChannels int) (users, cids [
 		cs[store.ChannelKey(typ, id)] = ch
 	}
 	m.feed(store.BucketChannels, cs)
+	m.feed(store.BucketMembers, ms)
 	// History: profile rewrites, presence changes, deletions.
 	us, ps, cs = map[string]any{}, map[string]any{}, map[string]any{}
 	for i := range nUsers / 5 {
@@ -266,9 +270,20 @@ func randomData(m *memIndex, r *rand.Rand, nUsers, nChannels int) (users, cids [
 	m.feed(store.BucketUsers, us)
 	m.feed(store.BucketPresence, ps)
 	for range nChannels / 5 {
-		cs[cidKey(cids[r.IntN(len(cids))])] = nil
+		cs[cidKey(cids[1+r.IntN(len(cids)-1)])] = nil
 	}
 	m.feed(store.BucketChannels, cs)
+	ms = map[string]any{}
+	for range nUsers / 5 {
+		typ, id, _ := strings.Cut(cids[r.IntN(len(cids))], ":")
+		u := users[r.IntN(nUsers)]
+		if r.IntN(2) == 0 {
+			ms[store.MemberKey(typ, id, u)] = nil
+		} else {
+			member(typ, id, u)
+		}
+	}
+	m.feed(store.BucketMembers, ms)
 	return users, cids
 }
 
@@ -381,7 +396,7 @@ func TestIndexAnswersLikeAFullScan(t *testing.T) {
 				if tbl == usersTable {
 					load = userLoader(tx, p, cl)
 				} else {
-					load, scope = channelLoader(p, cl), readScope(cl, openTypes)
+					load, scope = channelLoader(tx, p, cl, openTypes, nil), readScope(cl, openTypes)
 				}
 				got := hitKeys(p.find(tx, tbl, scope, load))
 				want := scanAll(tx, tbl, p, load)
@@ -414,7 +429,7 @@ func TestSortIndexIsOffWhileAValueCannotBeOrdered(t *testing.T) {
 			if got := newReader(tx, channelsTable).sortable("last_message_at"); got != wantSortable {
 				t.Errorf("sortable: got %v, want %v", got, wantSortable)
 			}
-			load := channelLoader(p, caller{server: true})
+			load := channelLoader(tx, p, caller{server: true}, openTypes, nil)
 			if got := hitKeys(p.find(tx, channelsTable, nil, load)); !slices.Equal(got, want) {
 				t.Errorf("got %v, want %v", got, want)
 			}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"maps"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -130,56 +131,53 @@ func (s *Server) updateMemberPartial(c echo.Context) error {
 	if err := body.check(); err != nil {
 		return err
 	}
+	ch, _, err := store.Get[model.Channel](ctx, s.st.Channels, store.ChannelKey(typ, id))
+	if errors.Is(err, store.ErrNotFound) {
+		return apierror.NotFound("channel %s:%s does not exist", typ, id)
+	}
+	if err != nil {
+		return err
+	}
 	now := s.now()
-	var changed []model.Member
-	ch, rev, _, err := store.Update(ctx, s.st.Channels, store.ChannelKey(typ, id), func(ch *model.Channel, exists bool) error {
-		changed = nil
+	m, rev, wrote, err := store.Update(ctx, s.st.Members, store.MemberKey(typ, id, user), func(m *model.Member, exists bool) error {
 		if !exists {
-			return apierror.NotFound("channel %s:%s does not exist", typ, id)
-		}
-		i := ch.MemberIndex(user)
-		if i < 0 {
 			return apierror.NotFound("user %s is not a member of channel %s", user, ch.CID())
 		}
-		upd, err := body.apply(ch.Members[i], cl, now)
+		upd, err := body.apply(*m, cl, now)
 		if err != nil {
 			return err
 		}
-		if upd.Same(ch.Members[i]) {
+		if upd.Same(*m) {
 			return store.ErrUnchanged
 		}
-		ch.Members[i] = upd
-		changed = []model.Member{upd}
-		return checkChannelSize(*ch)
-	})
-	if err != nil {
-		return err
-	}
-	s.publishChannelChange(ctx, cl, channelChange{ch: ch, rev: rev, changed: changed})
-	m, err := s.memberState(ctx, cl, ch, user)
-	if err != nil {
-		return err
-	}
-	return reply(c, map[string]any{"channel_member": m})
-}
-
-// memberState renders ch's member user, with the user's presence as the
-// caller may see it.
-func (s *Server) memberState(ctx context.Context, cl caller, ch model.Channel, user string) (map[string]any, error) {
-	if err := s.idx.sync(ctx, store.BucketUsers, store.BucketPresence); err != nil {
-		return nil, err
-	}
-	view := map[string]any{"id": user, "online": false, "banned": false}
-	err := s.idx.view(func(tx *bolt.Tx) error {
-		if u, ok := readUser(tx, user); ok {
-			view = userView(u, readPresence(tx, user), cl.viewerOf(user))
-		}
+		*m = upd
 		return nil
 	})
 	if err != nil {
+		return err
+	}
+	m.UserID = user
+	if wrote {
+		s.publishChannelChange(ctx, cl, channelChange{ch: ch, changed: []memberChange{{m, rev}}})
+	}
+	view, err := s.userViewOf(ctx, cl, user)
+	if err != nil {
+		return err
+	}
+	return reply(c, map[string]any{"channel_member": memberJSON(m, view, ch)})
+}
+
+// userViewOf reads user as the caller may see it, presence included.
+func (s *Server) userViewOf(ctx context.Context, cl caller, user string) (map[string]any, error) {
+	if err := s.idx.sync(ctx, store.BucketUsers, store.BucketPresence); err != nil {
 		return nil, err
 	}
-	return memberJSON(ch.Members[ch.MemberIndex(user)], view, ch), nil
+	var view map[string]any
+	err := s.idx.view(func(tx *bolt.Tx) error {
+		view = viewOf(tx, user, cl.viewerOf(user))
+		return nil
+	})
+	return view, err
 }
 
 // membersQuery is the payload of GET /members (the SDK's queryMembers): the
@@ -278,7 +276,8 @@ func parseMembersQuery(raw string) (typ, id string, p parsed, err error) {
 // queryMembers is GET /members?payload=...: a channel's members that match
 // a filter, sorted and paged, each with its user and live presence as the
 // caller may see them (an invisible member is offline, and {online: true}
-// never finds them).
+// never finds them). The index answers it (findMembers) without reading
+// every member of a big channel.
 func (s *Server) queryMembers(c echo.Context) error {
 	cl := callerOf(c)
 	ctx := c.Request().Context()
@@ -297,43 +296,73 @@ func (s *Server) queryMembers(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if !canRead(cl, ch, ct.OpenReads) {
-		return apierror.NotAllowed("user %s may not read channel %s: not a member", cl.user, ch.CID())
-	}
-	if err := s.idx.sync(ctx, store.BucketUsers, store.BucketPresence); err != nil {
+	if err := s.idx.sync(ctx, store.BucketUsers, store.BucketPresence, store.BucketMembers); err != nil {
 		return err
 	}
-	var hits []hit
-	members := map[string]map[string]any{}
+	cid := ch.CID()
+	var out []map[string]any
+	allowed := true
 	err = s.idx.view(func(tx *bolt.Tx) error {
-		for _, m := range ch.Members {
-			user := map[string]any{"id": m.UserID, "online": false, "banned": false}
-			if u, ok := readUser(tx, m.UserID); ok {
-				user = userView(u, readPresence(tx, m.UserID), cl.viewerOf(m.UserID))
-			}
-			doc := memberDoc(m, user, ch)
-			if p.filter.Match(doc) {
-				hits = append(hits, hit{key: m.UserID, doc: doc})
-				members[m.UserID] = memberJSON(m, user, ch)
-			}
+		if allowed = canRead(cl, ch, !cl.server && newMemberReader(tx).has(cid, cl.user), ct.OpenReads); !allowed {
+			return nil
+		}
+		members := map[string]loadedMember{}
+		hits := p.findMembers(tx, cid, memberLoader(tx, p, cl, cid, members))
+		out = make([]map[string]any, 0, len(hits))
+		for _, h := range hits {
+			lm := members[h.key]
+			out = append(out, memberJSON(lm.m, lm.user, ch))
 		}
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	out := make([]map[string]any, 0, p.limit)
-	for _, h := range p.page(hits) {
-		out = append(out, members[h.key])
+	if !allowed {
+		return apierror.NotAllowed("user %s may not read channel %s: not a member", cl.user, cid)
 	}
 	return reply(c, map[string]any{"members": out})
 }
 
-// memberDoc is what a member filter and sort read of m: its own fields and
-// custom fields, and its user's (id, name, online, last_active at the top
-// level, every field as "user.<field>").
-func memberDoc(m model.Member, user map[string]any, ch model.Channel) filter.Map {
+// loadedMember is a member and its user as the caller sees it.
+type loadedMember struct {
+	m    model.Member
+	user map[string]any
+}
+
+// memberLoader is queryMembers' loader: user's member of cid, as the
+// caller sees it, if it matches p's filter (kept in loaded).
+func memberLoader(tx *bolt.Tx, p parsed, cl caller, cid string, loaded map[string]loadedMember) func(user string) (filter.Map, bool) {
+	mr := newMemberReader(tx)
+	return func(user string) (filter.Map, bool) {
+		m, ok := mr.get(cid, user)
+		if !ok {
+			return nil, false
+		}
+		view := viewOf(tx, user, cl.viewerOf(user))
+		doc := memberDoc(m, view, cid)
+		if !p.filter.Match(doc) {
+			return nil, false
+		}
+		if loaded != nil {
+			loaded[user] = loadedMember{m, view}
+		}
+		return doc, true
+	}
+}
+
+// memberDoc is what a member filter and sort read of m, a member of cid:
+// its custom fields, its user's (id, name, online, last_active at the top
+// level, every field as "user.<field>") and its own fields. Custom fields
+// never stand for the user's, even where the user lacks the field: a member
+// may not make itself read online, nor the users table's indexes miss it.
+func memberDoc(m model.Member, user map[string]any, cid string) filter.Map {
 	doc := filter.Map{}
+	for k, v := range m.Custom {
+		if !memberUserKey(k) {
+			doc[k] = v
+		}
+	}
 	for k, v := range user {
 		doc["user."+k] = v
 	}
@@ -342,10 +371,18 @@ func memberDoc(m model.Member, user map[string]any, ch model.Channel) filter.Map
 			doc[k] = v
 		}
 	}
-	maps.Copy(doc, m.Custom)
 	maps.Copy(doc, filter.Map{
 		"user_id": m.UserID, "channel_role": m.ChannelRole, "is_moderator": m.ChannelRole == roleModerator,
-		"created_at": m.CreatedAt, "updated_at": m.UpdatedAt, "banned": false, "cid": ch.CID(),
+		"created_at": m.CreatedAt, "updated_at": m.UpdatedAt, "banned": false, "cid": cid,
 	})
 	return doc
+}
+
+// memberUserKey says a member document's key k holds a field of its user.
+func memberUserKey(k string) bool {
+	switch k {
+	case "id", "name", "online", "last_active":
+		return true
+	}
+	return strings.HasPrefix(k, "user.")
 }

@@ -117,19 +117,39 @@ func (s *Server) queryChannelNATS(req micro.Request) {
 		natsError(req, 500, "internal error, please try again")
 		return
 	}
-	ids := make([]string, len(ch.Members))
-	for i, m := range ch.Members {
-		ids[i] = m.UserID
-	}
-	online, err := s.usersAsOthersSee(ctx, ids, func(u model.User, p model.Presence) bool {
-		return p.Visible() && !u.Invisible
-	})
+	count, online, err := s.onlineMembers(ctx, ch.CID())
 	if err != nil {
 		s.log.Error("presence query failed", "query", "channel", "err", err)
 		natsError(req, 500, "internal error, please try again")
 		return
 	}
-	_ = req.RespondJSON(map[string]any{"cid": ch.CID(), "members": len(ids), "online": online})
+	_ = req.RespondJSON(map[string]any{"cid": ch.CID(), "members": count, "online": online})
+}
+
+// onlineMembers is cid's member count and its online members as another
+// user sees them, from the index, current with KV. Offline members are
+// told by the users table's online entries, without reading them.
+func (s *Server) onlineMembers(ctx context.Context, cid string) (int, []map[string]any, error) {
+	if err := s.idx.sync(ctx, store.BucketUsers, store.BucketPresence, store.BucketMembers); err != nil {
+		return 0, nil, err
+	}
+	var count int
+	online := []map[string]any{}
+	err := s.idx.view(func(tx *bolt.Tx) error {
+		mr, ur := newMemberReader(tx), newReader(tx, usersTable)
+		onlineNow := ur.eqSource([]eqTerm{{"online", eqEnc(true)}})
+		count = mr.count(cid)
+		mr.users(cid, func(u string) bool {
+			if onlineNow.has(u) {
+				if v := viewOf(tx, u, model.Other); v["online"] == true {
+					online = append(online, v)
+				}
+			}
+			return true
+		})
+		return nil
+	})
+	return count, online, err
 }
 
 // usersAsOthersSee reads ids from the index, current with KV, and returns

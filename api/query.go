@@ -46,6 +46,7 @@ type query struct {
 type parsed struct {
 	filter filter.Filter
 	conds  []conjunct // what of the filter the index can answer
+	ranges []conjunct // and the ranges it sets, which bound a walk
 	sort   filter.Sort
 	limit  int
 	offset int
@@ -58,7 +59,7 @@ func (q query) parse(op string, defLimit, maxLimit int) (parsed, error) {
 	if p.filter, err = filter.Parse(q.Filter, filter.WithSchema(schemas[op])); err != nil {
 		return p, queryError(op, err)
 	}
-	p.conds = conjuncts(q.Filter)
+	p.conds, p.ranges = conjuncts(q.Filter)
 	if p.sort, err = filter.ParseSort(q.Sort); err != nil {
 		return p, queryError(op, err)
 	}

@@ -117,10 +117,15 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger, opts 
 		cancel()
 		return nil, fmt.Errorf("api: channel types: %w", err)
 	}
-	s.idx, err = openIndex(ctx, cfg.IndexDir, cfg.NodeName, log, st.Users, st.Presence, st.Channels)
+	s.idx, err = openIndex(ctx, cfg.IndexDir, cfg.NodeName, log, st.Users, st.Presence, st.Channels, st.Members)
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("api: %w", err)
+	}
+	if err := s.migrateInlineMembers(ctx); err != nil {
+		cancel()
+		_ = s.idx.close()
+		return nil, err
 	}
 	s.echo = s.routes()
 	if s.queries, err = s.startQueries(); err != nil {

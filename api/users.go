@@ -316,6 +316,16 @@ func readPresence(tx *bolt.Tx, id string) model.Presence {
 	return p
 }
 
+// viewOf is user id as viewer sees it, read from the index; a user without
+// a profile (a member whose user is gone) reads as an offline id.
+func viewOf(tx *bolt.Tx, id string, viewer model.Viewer) map[string]any {
+	u, ok := readUser(tx, id)
+	if !ok {
+		return map[string]any{"id": id, "online": false, "banned": false}
+	}
+	return userView(u, readPresence(tx, id), viewer)
+}
+
 // readUser reads id's profile from the index.
 func readUser(tx *bolt.Tx, id string) (model.User, bool) {
 	var u model.User

@@ -110,18 +110,14 @@ func (w *Worker) resync(users, cids []string) {
 		if err != nil {
 			continue
 		}
-		ctx, cancel := context.WithTimeout(w.ctx, 10*time.Second)
-		ch, _, err := store.Get[model.Channel](ctx, w.st.Channels, store.ChannelKey(typ, id))
-		cancel()
+		members, err := w.members(typ, id)
 		if err != nil {
-			if !errors.Is(err, store.ErrNotFound) && w.ctx.Err() == nil {
-				w.log.Warn("resync: reading a channel", "cid", cid, "err", err)
+			if w.ctx.Err() == nil {
+				w.log.Warn("resync: listing a channel's members", "cid", cid, "err", err)
 			}
 			continue
 		}
-		for _, m := range ch.Members {
-			users = append(users, m.UserID)
-		}
+		users = append(users, members...)
 	}
 	slots := make(chan struct{}, resyncParallel)
 	var wg sync.WaitGroup
@@ -144,4 +140,23 @@ func (w *Worker) resync(users, cids []string) {
 		})
 	}
 	wg.Wait()
+}
+
+// members lists the members of channel typ:id: the keys under it in the
+// members bucket (a deleted channel has none).
+func (w *Worker) members(typ, id string) ([]string, error) {
+	ctx, cancel := context.WithTimeout(w.ctx, 10*time.Second)
+	defer cancel()
+	keys, err := w.st.Members.ListKeysFiltered(ctx, store.MembersOf(typ, id))
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = keys.Stop() }()
+	var out []string
+	for k := range keys.Keys() {
+		if _, u, ok := store.MemberOf(k); ok {
+			out = append(out, u)
+		}
+	}
+	return out, ctx.Err()
 }

@@ -40,9 +40,13 @@ func TestResyncRepublishesUsersAndChannelMembers(t *testing.T) {
 	h.publish(ev(connevent.Opened, "bob", "b1"))
 	h.next()
 	h.next()
-	ch := model.Channel{Type: "messaging", ID: "general", Members: []model.Member{{UserID: "bob"}}}
+	ch := model.Channel{Type: "messaging", ID: "general"}
 	b, _ := json.Marshal(ch)
 	if _, err := h.st.Channels.Put(context.Background(), store.ChannelKey("messaging", "general"), b); err != nil {
+		t.Fatal(err)
+	}
+	b, _ = json.Marshal(model.Member{UserID: "bob"})
+	if _, err := h.st.Members.Put(context.Background(), store.MemberKey("messaging", "general", "bob"), b); err != nil {
 		t.Fatal(err)
 	}
 	if err := resync.Send(h.nc, []string{"ann"}, []string{"messaging:general"}); err != nil {

@@ -217,7 +217,7 @@ func Within(ctx context.Context, d time.Duration, f func(ctx context.Context) er
 }
 
 // Population is a scenario's users: they exist, and they sit in channels
-// (at most 2000 members each, as the API allows) together with the
+// (at most 2000 members each) together with the
 // watchers and a marker user.
 type Population struct {
 	Users    []string

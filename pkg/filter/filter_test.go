@@ -448,3 +448,45 @@ func TestFromValueTakesGoValues(t *testing.T) {
 		t.Errorf("got %v, want %v", got, want)
 	}
 }
+
+func TestMembersNamesTheValuesAskedFor(t *testing.T) {
+	for _, tc := range []struct {
+		name, filter string
+		want         []string
+		only         bool
+	}{
+		{"no condition on the field", `{"type": "messaging"}`, nil, true},
+		{"$in", `{"members": {"$in": ["ann", "bob"]}}`, []string{"ann", "bob"}, true},
+		{"everywhere in the filter", `{"$or": [{"members": "ann"}, {"$nor": [{"members": {"$nin": ["bob"]}}]}], "members": {"$contains": "cat", "$exists": true}}`, []string{"ann", "bob", "cat"}, true},
+		{"null asks for no string", `{"members": {"$in": [null, "ann"]}, "$or": [{"members": null}]}`, []string{"ann"}, true},
+		{"a range reads every value", `{"members": {"$gt": "m"}}`, []string{}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := Parse([]byte(tc.filter), WithSchema(Channels))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, only := f.Members("members")
+			slices.Sort(got)
+			if only != tc.only || len(got) != len(tc.want) || len(got) > 0 && !slices.Equal(got, tc.want) {
+				t.Errorf("Members of %s: got %v %v, want %v %v", tc.filter, got, only, tc.want, tc.only)
+			}
+			// The claim itself: with only, matching on the values the
+			// document holds of those asked for is matching on all it holds.
+			for _, doc := range channels {
+				held := doc["members"].([]string)
+				kept := []string{}
+				for _, m := range held {
+					if slices.Contains(got, m) {
+						kept = append(kept, m)
+					}
+				}
+				narrowed := maps.Clone(doc)
+				narrowed["members"] = kept
+				if only && f.Match(doc) != f.Match(narrowed) {
+					t.Errorf("%s matches %v with all its members but not with %v", tc.filter, held, kept)
+				}
+			}
+		})
+	}
+}

@@ -280,3 +280,42 @@ func (n *node) values(field string) ([]any, bool) {
 	}
 	return nil, false
 }
+
+// Members returns the strings that conditions anywhere in the filter ask an
+// array field to hold, and whether the filter asks nothing else of it: then
+// it matches a document whose field holds only those of the strings it
+// really holds exactly as one holding them all. A channel's members are
+// read that way, a few keys each instead of the whole list. Sorting on the
+// field is not the filter's business: callers check that themselves.
+func (f Filter) Members(field string) (values []string, only bool) {
+	only = true
+	var walk func(n *node)
+	walk = func(n *node) {
+		if n.kind != kindCond {
+			for i := range n.nodes {
+				walk(&n.nodes[i])
+			}
+			return
+		}
+		if n.field != field {
+			return
+		}
+		switch n.op {
+		case OpEq, OpNe, OpContains:
+			if s, ok := n.value.(string); ok {
+				values = append(values, s)
+			}
+		case OpIn, OpNin:
+			for _, v := range n.list {
+				if s, ok := v.(string); ok {
+					values = append(values, s)
+				}
+			}
+		case OpExists:
+		default:
+			only = false // a range or $autocomplete reads every element
+		}
+	}
+	walk(&f.root)
+	return values, only
+}

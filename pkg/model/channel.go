@@ -2,7 +2,6 @@ package model
 
 import (
 	"encoding/json"
-	"maps"
 	"reflect"
 	"time"
 )
@@ -71,32 +70,25 @@ var MemberReserved = map[string]bool{
 	"archived_at": true, "notifications_muted": true, "deleted_at": true, "cid": true, "id": true,
 }
 
-// Channel is a stored channel. Custom fields sit at the top level on the wire.
+// Channel is a stored channel. Custom fields sit at the top level on the
+// wire. Its members are not part of it: each is a key of its own
+// (store.MemberKey), so a channel's value stays small however many members
+// it has, and a member change writes one member.
 type Channel struct {
 	Type        string
 	ID          string
 	CreatedByID string
 	CreatedAt   time.Time
 	UpdatedAt   time.Time
-	Members     []Member
 	Custom      map[string]any
+	// Inline are the members of a channel stored before members had keys of
+	// their own, until an api node moves them there (api/migrate.go). They
+	// are kept, never changed, by every other write of the channel.
+	Inline []Member
 }
 
 // CID is the channel's "type:id".
 func (c Channel) CID() string { return c.Type + ":" + c.ID }
-
-// HasMember reports whether user is a member.
-func (c Channel) HasMember(user string) bool { return c.MemberIndex(user) >= 0 }
-
-// MemberIndex is the index of user's member in c.Members, or -1.
-func (c Channel) MemberIndex(user string) int {
-	for i, m := range c.Members {
-		if m.UserID == user {
-			return i
-		}
-	}
-	return -1
-}
 
 type channelStored struct {
 	Type        string         `json:"type"`
@@ -104,13 +96,13 @@ type channelStored struct {
 	CreatedByID string         `json:"created_by_id,omitempty"`
 	CreatedAt   time.Time      `json:"created_at"`
 	UpdatedAt   time.Time      `json:"updated_at"`
-	Members     []Member       `json:"members"`
+	Members     []Member       `json:"members,omitempty"`
 	Custom      map[string]any `json:"custom,omitempty"`
 }
 
 // MarshalJSON writes the stored form.
 func (c Channel) MarshalJSON() ([]byte, error) {
-	return json.Marshal(channelStored{c.Type, c.ID, c.CreatedByID, c.CreatedAt, c.UpdatedAt, c.Members, c.Custom})
+	return json.Marshal(channelStored{c.Type, c.ID, c.CreatedByID, c.CreatedAt, c.UpdatedAt, c.Inline, c.Custom})
 }
 
 // UnmarshalJSON reads the stored form.
@@ -119,16 +111,8 @@ func (c *Channel) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &s); err != nil {
 		return err
 	}
-	*c = Channel{s.Type, s.ID, s.CreatedByID, s.CreatedAt, s.UpdatedAt, s.Members, s.Custom}
+	*c = Channel{Type: s.Type, ID: s.ID, CreatedByID: s.CreatedByID, CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt, Custom: s.Custom, Inline: s.Members}
 	return nil
-}
-
-// Clone returns a copy safe to modify (a member's custom fields are
-// replaced whole, never changed in place).
-func (c Channel) Clone() Channel {
-	c.Members = append([]Member(nil), c.Members...)
-	c.Custom = maps.Clone(c.Custom)
-	return c
 }
 
 // ChannelReserved are channel fields that are never custom.

@@ -9,8 +9,8 @@
 //     renewals; reads users; subscribes to presence events and its control
 //     subjects.
 //   - worker: consumes the input streams, writes presence state, publishes
-//     presence events and held closes.
-//   - api: writes users, channels, memberships and channel types; publishes
+//     presence events and held closes; reads channels' members (resync).
+//   - api: writes users, channels, members, memberships and channel types; publishes
 //     visibility commands and channel events; asks gateways to add watches;
 //     answers presence queries.
 //   - reader: for other backend services; subscribes to presence events and
@@ -99,7 +99,7 @@ var (
 		Name: "api",
 		Publish: slices.Concat(
 			jetStream(),
-			kvWrite(store.BucketUsers, store.BucketChannels, store.BucketChannelTypes, store.BucketMemberships),
+			kvWrite(store.BucketUsers, store.BucketChannels, store.BucketMembers, store.BucketChannelTypes, store.BucketMemberships),
 			[]string{sentinel, subject.UserCommandsAll, subject.ChannelEventsAll, subject.GatewayWatchAll},
 		),
 		Subscribe: []string{"_INBOX_api.>", subject.QueryAll, subject.ServiceAll},

@@ -1,6 +1,7 @@
 // Package store is Presence's system of record in JetStream: the input stream
 // the workers consume and the KV buckets holding users, presence state,
-// channels, channel types, memberships and gateway node leases.
+// channels, their members, channel types, memberships and gateway node
+// leases.
 //
 // Every write is a compare-and-set on the KV revision (Update), so any number
 // of api nodes, gateways and workers may write the same key concurrently.
@@ -31,13 +32,14 @@ const (
 	BucketUsers        = "presence_users"
 	BucketPresence     = "presence_state"
 	BucketChannels     = "presence_channels"
+	BucketMembers      = "presence_members"
 	BucketChannelTypes = "presence_channel_types"
 	BucketMemberships  = "presence_memberships"
 	BucketNodes        = "presence_nodes"
 )
 
 // Buckets are every KV bucket Presence keeps.
-var Buckets = []string{BucketUsers, BucketPresence, BucketChannels, BucketChannelTypes, BucketMemberships, BucketNodes}
+var Buckets = []string{BucketUsers, BucketPresence, BucketChannels, BucketMembers, BucketChannelTypes, BucketMemberships, BucketNodes}
 
 // SentinelKey marks the presence state intact: a missing sentinel means the
 // state was lost (bucket deleted or purged, writes lost) and must be rebuilt
@@ -87,6 +89,7 @@ type Store struct {
 	Users        jetstream.KeyValue
 	Presence     jetstream.KeyValue
 	Channels     jetstream.KeyValue
+	Members      jetstream.KeyValue
 	ChannelTypes jetstream.KeyValue
 	Memberships  jetstream.KeyValue
 	Nodes        jetstream.KeyValue
@@ -142,7 +145,7 @@ func Setup(ctx context.Context, js jetstream.JetStream, o Options) (*Store, erro
 		name string
 		kv   *jetstream.KeyValue
 	}{
-		{BucketUsers, &s.Users}, {BucketPresence, &s.Presence}, {BucketChannels, &s.Channels},
+		{BucketUsers, &s.Users}, {BucketPresence, &s.Presence}, {BucketChannels, &s.Channels}, {BucketMembers, &s.Members},
 		{BucketChannelTypes, &s.ChannelTypes}, {BucketMemberships, &s.Memberships}, {BucketNodes, &s.Nodes},
 	} {
 		err := retry(ctx, func(ctx context.Context) error {
@@ -245,7 +248,7 @@ func Open(ctx context.Context, js jetstream.JetStream) (*Store, error) {
 		name string
 		kv   *jetstream.KeyValue
 	}{
-		{BucketUsers, &s.Users}, {BucketPresence, &s.Presence}, {BucketChannels, &s.Channels},
+		{BucketUsers, &s.Users}, {BucketPresence, &s.Presence}, {BucketChannels, &s.Channels}, {BucketMembers, &s.Members},
 		{BucketChannelTypes, &s.ChannelTypes}, {BucketMemberships, &s.Memberships}, {BucketNodes, &s.Nodes},
 	} {
 		kv, err := js.KeyValue(ctx, b.name)
@@ -281,6 +284,26 @@ func ChannelKey(typ, id string) string { return Key(typ) + "." + Key(id) }
 func ChannelCID(key string) string {
 	typ, id, _ := strings.Cut(key, ".")
 	return ID(typ) + ":" + ID(id)
+}
+
+// MemberKey is the key of user's member record in channel typ:id:
+// "<type>.<id>.<user>". A channel's members are the keys under
+// MembersOf(typ, id); a channel of 10,000 members is 10,000 small values,
+// never one big one (NATS messages are at most 1 MB).
+func MemberKey(typ, id, user string) string { return ChannelKey(typ, id) + "." + Key(user) }
+
+// MembersOf is the key filter that lists the members of channel typ:id.
+func MembersOf(typ, id string) string { return ChannelKey(typ, id) + ".*" }
+
+// MemberOf reverses MemberKey into the channel's "type:id" and the user id;
+// ok is false for a key of another shape.
+func MemberOf(key string) (cid, user string, ok bool) {
+	typ, rest, ok1 := strings.Cut(key, ".")
+	id, u, ok2 := strings.Cut(rest, ".")
+	if !ok1 || !ok2 || typ == "" || id == "" || u == "" || strings.Contains(u, ".") {
+		return "", "", false
+	}
+	return ID(typ) + ":" + ID(id), ID(u), true
 }
 
 // Get reads and decodes key. A missing key is ErrNotFound.

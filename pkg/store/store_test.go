@@ -90,3 +90,25 @@ func TestKeysRoundTripIdsThatKVKeysCannotHold(t *testing.T) {
 		t.Errorf("ChannelCID = %q", got)
 	}
 }
+
+func TestMemberKeysNameTheirChannelAndUser(t *testing.T) {
+	for _, tc := range []struct{ typ, id, user, key string }{
+		{"messaging", "general", "ann", "messaging.general.ann"},
+		{"messaging", "!members-ab", "bob@x_io", ""},
+		{"team", "room@home", "!cat", "team.room=40home.=21cat"},
+	} {
+		key := store.MemberKey(tc.typ, tc.id, tc.user)
+		if tc.key != "" && key != tc.key {
+			t.Errorf("MemberKey(%q, %q, %q) = %q, want %q", tc.typ, tc.id, tc.user, key, tc.key)
+		}
+		cid, user, ok := store.MemberOf(key)
+		if !ok || cid != tc.typ+":"+tc.id || user != tc.user {
+			t.Errorf("MemberOf(%q) = %q, %q, %v; want %s:%s, %s", key, cid, user, ok, tc.typ, tc.id, tc.user)
+		}
+	}
+	for _, key := range []string{"messaging.general", "a.b.c.d", "a..c", "genesis"} {
+		if cid, user, ok := store.MemberOf(key); ok {
+			t.Errorf("MemberOf(%q) = %q, %q: not a member key", key, cid, user)
+		}
+	}
+}
