@@ -443,14 +443,34 @@ func FollowChanges(ctx context.Context, kv jetstream.KeyValue, apply func(jetstr
 	return follow(ctx, kv, apply, true)
 }
 
+// watchTries bounds the attempts to start a watch: about half a minute of
+// JetStream API timeouts.
+const watchTries = 5
+
 func follow(ctx context.Context, kv jetstream.KeyValue, apply func(jetstream.KeyValueEntry), changesOnly bool) (<-chan struct{}, error) {
 	var opts []jetstream.WatchOpt
 	if changesOnly {
 		opts = append(opts, jetstream.UpdatesOnly())
 	}
-	w, err := kv.WatchAll(ctx, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("store: watch %s: %w", kv.Bucket(), err)
+	// A watch is a consumer, and creating one times out while a cluster
+	// that has just started elects its leaders: try a few times (ctx is
+	// the watch's lifetime, so it cannot bound the tries itself).
+	var w jetstream.KeyWatcher
+	var err error
+	backoff := 100 * time.Millisecond
+	for try := 1; ; try++ {
+		if w, err = kv.WatchAll(ctx, opts...); err == nil {
+			break
+		}
+		if !transient(err) || try == watchTries || ctx.Err() != nil {
+			return nil, fmt.Errorf("store: watch %s: %w", kv.Bucket(), err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("store: watch %s: %w", kv.Bucket(), err)
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
 	}
 	ready, done := make(chan struct{}), make(chan struct{})
 	go func() {
