@@ -30,11 +30,20 @@ func Swap(s Size) Scenario {
 	return SwapWith(p)
 }
 
+// swapSendQueue is the gateways' send queue in the swap scenario.
+const swapSendQueue = 4096
+
 // SwapWith is Swap with explicit parameters.
 func SwapWith(p SwapParams) Scenario {
-	sc := Scenario{Name: "swap", Title: "close + reconnect at once", Timeout: 5 * time.Minute}
+	// The watchers are the instruments here: each gets every user's events
+	// in bursts (500 connects at once), and one stall of the process that
+	// reads them (right after the storm's 20,000 clients, in make chaos)
+	// filled the default queue of 256, and the gateway closed the watcher
+	// as too slow before the scenario began.
+	sc := Scenario{Name: "swap", Title: "close + reconnect at once", Timeout: 5 * time.Minute,
+		Env: map[string]string{"PRESENCE_SEND_QUEUE": fmt.Sprint(swapSendQueue)}}
 	return sc.run(func(ctx context.Context, e *Env, r *Result) error {
-		r.Setup = fmt.Sprintf("%d users each closing a socket and opening another at once, %d times; 2 watchers", p.Users, p.Swaps)
+		r.Setup = fmt.Sprintf("%d users each closing a socket and opening another at once, %d times; 2 watchers; send queue %d", p.Users, p.Swaps, swapSendQueue)
 		r.Expected = "watchers: never the same state twice in a row; final state online"
 		pop, err := e.Populate(ctx, "sw", p.Users, "sw-watcher-1", "sw-watcher-2")
 		if err != nil {
