@@ -301,13 +301,17 @@ func (s *Server) queryMembers(c echo.Context) error {
 	}
 	cid := ch.CID()
 	var out []map[string]any
-	allowed := true
+	allowed, reads := true, 0
 	err = s.idx.view(func(tx *bolt.Tx) error {
 		if allowed = canRead(cl, ch, !cl.server && newMemberReader(tx).has(cid, cl.user), ct.OpenReads); !allowed {
 			return nil
 		}
 		members := map[string]loadedMember{}
-		hits := p.findMembers(tx, cid, memberLoader(tx, p, cl, cid, members))
+		load := memberLoader(tx, p, cl, cid, members)
+		hits := p.findMembers(tx, cid, func(user string) (filter.Map, bool) {
+			reads++
+			return load(user)
+		})
 		out = make([]map[string]any, 0, len(hits))
 		for _, h := range hits {
 			lm := members[h.key]
@@ -321,6 +325,7 @@ func (s *Server) queryMembers(c echo.Context) error {
 	if !allowed {
 		return apierror.NotAllowed("user %s may not read channel %s: not a member", cl.user, cid)
 	}
+	s.chargeReads(c, reads)
 	return reply(c, map[string]any{"members": out})
 }
 

@@ -6,13 +6,16 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/presencehq/presence/pkg/model"
 	"github.com/presencehq/presence/pkg/natsserver"
+	"github.com/presencehq/presence/pkg/store"
 	"github.com/presencehq/presence/pkg/token"
 )
 
@@ -141,4 +144,93 @@ func TestRateLimitsAnswer429InTheSDKShape(t *testing.T) {
 	now = now.Add(time.Minute)
 	reset = strconv.FormatInt(time.Date(2025, 1, 1, 12, 2, 0, 0, time.UTC).Unix(), 10)
 	expect(call("ann", types), "ann the next minute", 200, 3, 2)
+}
+
+func TestChargeCountsMoreRequestsUpToTheLimit(t *testing.T) {
+	now := time.Date(2025, 1, 1, 12, 0, 30, 0, time.UTC)
+	w := newWindow(10, 100)
+	w.now = func() time.Time { return now }
+	w.take("ann")
+	if q := w.charge("ann", 4); !q.counted || q.remaining != 5 {
+		t.Fatalf("after a request and 4 charged: %+v, want 5 remaining", q)
+	}
+	if q := w.charge("ann", 50); q.remaining != 0 {
+		t.Fatalf("charged past the limit: %+v, want 0 remaining", q)
+	}
+	if _, ok := w.take("ann"); ok {
+		t.Fatal("a request past the charged limit was let through")
+	}
+	if q := w.charge("bob", 3); q.counted {
+		t.Fatalf("a key that made no request was charged: %+v", q)
+	}
+	now = now.Add(time.Minute)
+	if q := w.charge("ann", 3); q.counted {
+		t.Fatalf("last minute's key charged in a new minute: %+v", q)
+	}
+}
+
+// A queryMembers that reads every member of a big channel (a sort no index
+// has) counts as one request more per readsPerRequest members it read
+// against the caller's limit; one the index answers counts as one.
+func TestQueriesThatReadThousandsOfMembersCostMore(t *testing.T) {
+	ns := natsserver.StartForTest(t)
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const secret, members = "s", 2500
+	s, err := New(ctx, Config{APIKey: "k", APISecret: secret, NodeName: "api-t", IndexDir: t.TempDir(), RateLimitUser: 100}, nc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	put := func(bucket, key string, v any) {
+		b, _ := json.Marshal(v)
+		if _, err := s.js.PublishAsync("$KV."+bucket+"."+key, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	at := time.Now().UTC()
+	put(store.BucketChannels, store.ChannelKey("messaging", "big"), model.Channel{Type: "messaging", ID: "big", CreatedByID: "m0000", CreatedAt: at, UpdatedAt: at})
+	for i := range members {
+		u := fmt.Sprintf("m%04d", i)
+		put(store.BucketUsers, store.Key(u), model.User{ID: u, Name: fmt.Sprint("name ", members-i), Role: "user", CreatedAt: at, UpdatedAt: at})
+		put(store.BucketMembers, store.MemberKey("messaging", "big", u), model.Member{UserID: u, ChannelRole: roleMember, CreatedAt: at, UpdatedAt: at})
+	}
+	select {
+	case <-s.js.PublishAsyncComplete():
+	case <-ctx.Done():
+		t.Fatal("KV writes not acknowledged")
+	}
+	tok, err := token.ForUser(secret, "m0001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	remaining := func(sort string) int {
+		t.Helper()
+		payload := `{"type":"messaging","id":"big","limit":30,"sort":[{"field":"` + sort + `","direction":1}]}`
+		r := httptest.NewRequest(http.MethodGet, "/members?api_key=k&payload="+url.QueryEscape(payload), nil)
+		r.Header.Set("Authorization", tok)
+		w := httptest.NewRecorder()
+		s.Handler().ServeHTTP(w, r)
+		if w.Code != http.StatusOK {
+			t.Fatalf("queryMembers by %s: %d %s", sort, w.Code, w.Body)
+		}
+		n, err := strconv.Atoi(w.Header().Get("X-RateLimit-Remaining"))
+		if err != nil {
+			t.Fatalf("queryMembers by %s: X-RateLimit-Remaining %q", sort, w.Header().Get("X-RateLimit-Remaining"))
+		}
+		return n
+	}
+	before := remaining("created_at") // the index's order: one request
+	if got := remaining("created_at"); got != before-1 {
+		t.Fatalf("a query the index answers cost %d requests, want 1", before-got)
+	}
+	// By name: every member read, 2,500 of them.
+	if got, want := remaining("name"), before-1-(members-1)/readsPerRequest-1; got != want {
+		t.Fatalf("a query reading %d members left %d of the limit, want %d (it costs %d requests)", members, got, want, 1+(members-1)/readsPerRequest)
+	}
 }
