@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"errors"
+
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
@@ -96,7 +98,7 @@ func (m *metrics) countNATSSlowConsumers(nc *nats.Conn) {
 	next := nc.ErrorHandler()
 	slow := m.slowConsumers.WithLabelValues("nats")
 	nc.SetErrorHandler(func(c *nats.Conn, sub *nats.Subscription, err error) {
-		if err == nats.ErrSlowConsumer {
+		if errors.Is(err, nats.ErrSlowConsumer) {
 			slow.Inc()
 		}
 		if next != nil {
